@@ -1,0 +1,58 @@
+"""The `dojo` command: one Typer app; each area registers its own commands.
+
+Each stage's commands live beside the stage (`opendojo/<area>/cli.py`) as thin shells over
+stage functions; they import heavy libraries (torch, highway-env) inside the command so
+that `dojo --help` stays fast. A `DojoError` is printed as one line and exits with code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from opendojo.errors import DojoError
+
+app = typer.Typer(
+    name="dojo",
+    help="OpenDojo: fleet video in, driving network out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+_AREAS = ("fleet", "clips", "label", "train", "evaluate", "engine", "machine", "report")
+
+
+def _register_areas() -> None:
+    import importlib
+
+    for area in _AREAS:
+        try:
+            module = importlib.import_module(f"opendojo.{area}.cli")
+        except ModuleNotFoundError as e:
+            if e.name == f"opendojo.{area}.cli":
+                continue  # that area has no commands yet
+            raise
+        module.register(app)
+
+
+_register_areas()
+
+
+def main() -> None:
+    """Entry point of the `dojo` script."""
+    try:
+        app()
+    except DojoError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""opendojo.label"""

@@ -1,0 +1,100 @@
+"""The end-to-end driving policy: a short frame history, speed and route command in;
+a future trajectory and the driver's controls out.
+
+A plain `nn.Module` (as in torchtitan): precision, data parallelism and compilation are
+applied from outside. The default size trains at a useful speed on a 2-core CPU.
+
+Inputs
+  frames  uint8 [B, T, H, W, 3] (as the clip reader returns them) or float [B, T, 3, H, W] in 0..1
+  speed   float [B]   m/s
+  command long  [B]   0 left, 1 straight, 2 right (`opendojo.clips.schema.ROUTE_COMMANDS`)
+Outputs (dict)
+  trajectory float [B, horizon, 2]  future (x forward, y left) positions in the ego frame, metres
+  controls   float [B, 2]           (acceleration m/s^2, steering rad)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+N_COMMANDS = 3
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    frames: int = 4           # frame history fed to the network
+    image_size: int = 96      # square frames, pixels
+    width: int = 32           # channels of the first conv stage; later stages double it
+    stages: int = 4           # conv stages, each halves the resolution
+    hidden: int = 256         # width of the fused MLP
+    horizon: int = 6          # trajectory waypoints predicted
+    speed_scale: float = 30.0  # speed is divided by this before entering the network
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class PolicyNet(nn.Module):
+    """Early-fusion video CNN: the T frames are stacked on the channel axis."""
+
+    def __init__(self, config: PolicyConfig = PolicyConfig()):
+        super().__init__()
+        self.config = config
+        c = config
+        chans = [3 * c.frames] + [c.width * 2**i for i in range(c.stages)]
+        self.encoder = nn.Sequential(
+            *[_conv_block(chans[i], chans[i + 1]) for i in range(c.stages)],
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.feature_dim = chans[-1]
+        self.command_embedding = nn.Embedding(N_COMMANDS, 16)
+        self.fuse = nn.Sequential(
+            nn.Linear(self.feature_dim + 16 + 1, c.hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(c.hidden, c.hidden),
+            nn.ReLU(inplace=True),
+        )
+        self.trajectory_head = nn.Linear(c.hidden, c.horizon * 2)
+        self.controls_head = nn.Linear(c.hidden, 2)
+
+    @staticmethod
+    def prepare_frames(frames: torch.Tensor) -> torch.Tensor:
+        """uint8 [B,T,H,W,3] -> float [B, T*3, H, W] in 0..1; float [B,T,3,H,W] is only reshaped."""
+        if frames.dtype == torch.uint8:
+            frames = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
+        b, t, ch, h, w = frames.shape
+        return frames.reshape(b, t * ch, h, w)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """The clip encoder's feature vector [B, feature_dim] (also used for clip embeddings)."""
+        return self.encoder(self.prepare_frames(frames))
+
+    def forward(self, frames: torch.Tensor, speed: torch.Tensor,
+                command: torch.Tensor) -> dict[str, torch.Tensor]:
+        feat = self.encode(frames)
+        s = (speed.float() / self.config.speed_scale).unsqueeze(-1)
+        h = self.fuse(torch.cat([feat, self.command_embedding(command.long()), s], dim=-1))
+        traj = self.trajectory_head(h).view(-1, self.config.horizon, 2)
+        return {"trajectory": traj, "controls": self.controls_head(h)}
+
+
+def example_inputs(config: PolicyConfig, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """A batch of the right shapes and dtypes (for FLOP counting, export, tests)."""
+    frames = torch.zeros(batch, config.frames, config.image_size, config.image_size, 3,
+                         dtype=torch.uint8)
+    return frames, torch.zeros(batch), torch.ones(batch, dtype=torch.long)
