@@ -1,0 +1,35 @@
+"""`dojo label`: hindsight labels for every clip in a store."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def label(
+    store: str = typer.Option(..., "--store", help="clip store URL or path"),
+    horizon_s: float = typer.Option(3.0, help="seconds of future trajectory"),
+    waypoints: int = typer.Option(6, help="waypoints over the horizon"),
+    filter: str = typer.Option(None, "--filter", help="SQL predicate on the catalog"),
+) -> None:
+    """Label each clip's frames from its own future telemetry (trajectory, speeds, controls, command)."""
+    from rich.progress import Progress
+
+    from opendojo.clips.store import ClipStore
+    from opendojo.errors import ConfigError
+    from opendojo.label.hindsight import LabelSpec, label_store
+
+    if horizon_s <= 0 or waypoints < 1:
+        raise ConfigError("--horizon-s must be > 0 and --waypoints >= 1")
+    cs = ClipStore(store)
+    ids = cs.clip_ids(filter)
+    spec = LabelSpec(horizon_s=horizon_s, waypoints=waypoints)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("labelling", total=len(ids))
+        result = label_store(cs, spec, ids, progress=lambda: bar.advance(task))
+    print(json.dumps(result))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("label")(label)
