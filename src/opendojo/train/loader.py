@@ -1,0 +1,242 @@
+"""The training loader: whole clips decoded in worker processes, batches cut in a seeded order.
+
+The order of an epoch is a pure function of (seed, epoch, rank, world size, batch size,
+block size) and the labels, so a loader's position is four numbers (after MosaicML
+Streaming): `{"seed", "epoch", "batch", "world_size"}` plus the sizes it was made with.
+
+Epoch plan
+  1. The clips are shuffled with (seed, epoch) and cut into blocks of `block_clips` clips.
+  2. Rank r of W takes blocks r, r+W, ... (its own shard: no clip is decoded twice).
+  3. Within a block, the samples of its clips (each frame with a valid label and a full
+     frame history) are shuffled with (seed, epoch, block) and cut into batches of the
+     per-rank batch size; a block's last partial batch is dropped.
+  4. Every rank stops the epoch after the same number of batches (the smallest rank's), so
+     data-parallel ranks stay in step.
+
+Decoding: a `DataLoader` whose workers each decode one whole clip (and resize it to the
+network's input size); decoded clips come back in plan order, and the main process cuts
+the block's batches from them by indexing (cheap), while workers already decode the next
+clips. Decoding a clip yields every one of its samples, so each frame is decoded once per
+epoch. The batch order does not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from opendojo.clips.video import decode_rgb
+from opendojo.errors import DatasetError
+from opendojo.label.hindsight import LabelSpec, read_labels
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    batch_size: int = 32          # per rank
+    frames: int = 4               # frame history per sample
+    frame_stride: int = 1         # frames between history frames
+    image_size: int = 96
+    block_clips: int = 8
+    workers: int = 1
+    prefetch: int = 4             # decoded clips queued per worker
+    seed: int = 0
+
+
+class ClipLabels:
+    """The labels of a set of clips, as arrays, and which frames make samples."""
+
+    def __init__(self, store, clip_ids: list[str], spec: LabelSpec, frames: int, stride: int):
+        tab = read_labels(store, clip_ids, spec, columns=[
+            "clip_id", "frame", "valid", "speed", "trajectory", "acceleration", "steering", "command"])
+        self.clip_ids = list(dict.fromkeys(clip_ids))
+        cid = np.asarray(tab.column("clip_id").to_pylist())
+        valid = tab.column("valid").to_numpy(zero_copy_only=False)
+        frame = tab.column("frame").to_numpy()
+        w = spec.waypoints
+        traj = np.zeros((tab.num_rows, 2 * w), np.float32)
+        flat = tab.column("trajectory").combine_chunks()
+        vals = flat.flatten().to_numpy(zero_copy_only=False)
+        traj[valid] = vals.reshape(-1, 2 * w)
+        cmd = tab.column("command").fill_null(-1).to_numpy().astype(np.int64)
+        self.per_clip: dict[str, dict[str, np.ndarray]] = {}
+        history = (frames - 1) * stride
+        for c in self.clip_ids:
+            m = cid == c
+            f = frame[m]
+            eligible = valid[m] & (f >= history)
+            self.per_clip[c] = {
+                "frame": f, "sample_frames": f[eligible].astype(np.int64),
+                "speed": tab.column("speed").to_numpy()[m].astype(np.float32),
+                "trajectory": traj[m].reshape(-1, w, 2),
+                "controls": np.stack([tab.column("acceleration").to_numpy()[m],
+                                      tab.column("steering").to_numpy()[m]], -1).astype(np.float32),
+                "command": cmd[m],
+            }
+        self.n_samples = sum(len(v["sample_frames"]) for v in self.per_clip.values())
+        if self.n_samples == 0:
+            raise DatasetError(f"none of the {len(self.clip_ids)} clips has a frame with a full "
+                               f"{spec.horizon_s:g} s horizon and {frames} frames of history")
+
+
+def plan_epoch(labels: ClipLabels, seed: int, epoch: int, rank: int, world: int,
+               batch_size: int, block_clips: int) -> list[tuple[list[str], list[np.ndarray]]]:
+    """Rank `rank`'s blocks for `epoch`: [(clip ids, [batch: int64 [B, 2] of (clip pos, frame)])]."""
+    ids = labels.clip_ids
+    order = np.random.default_rng([seed, epoch]).permutation(len(ids))
+    blocks = [order[i:i + block_clips] for i in range(0, len(order), block_clips)]
+    per_rank = []
+    for r in range(world):
+        plan = []
+        for bi in range(r, len(blocks), world):
+            clips = [ids[j] for j in blocks[bi]]
+            pairs = np.concatenate([
+                np.stack([np.full(len(labels.per_clip[c]["sample_frames"]), k),
+                          labels.per_clip[c]["sample_frames"]], -1)
+                for k, c in enumerate(clips)]).astype(np.int64)
+            perm = np.random.default_rng([seed, epoch, bi]).permutation(len(pairs))
+            n = len(pairs) // batch_size
+            plan.append((clips, [pairs[perm[i * batch_size:(i + 1) * batch_size]] for i in range(n)]))
+        per_rank.append(plan)
+    steps = min(sum(len(b) for _, b in plan) for plan in per_rank)
+    out, left = [], steps
+    for clips, batches in per_rank[rank]:
+        if left <= 0:
+            break
+        out.append((clips, batches[:left]))
+        left -= len(batches[:left])
+    return out
+
+
+def epoch_steps(labels: ClipLabels, cfg: LoaderConfig, world: int) -> int:
+    return sum(len(b) for _, b in plan_epoch(labels, cfg.seed, 0, 0, world, cfg.batch_size,
+                                             cfg.block_clips))
+
+
+class ClipDecoder(Dataset):
+    """Map-style dataset: clip id -> uint8 tensor [N, S, S, 3] (all frames, resized)."""
+
+    def __init__(self, store, rows: dict[str, dict], image_size: int):
+        self.store, self.rows, self.size = store, rows, image_size
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, clip_id: str) -> torch.Tensor:
+        row = self.rows[clip_id]
+        frames = decode_rgb(self.store.video_source(clip_id), n_frames=row["n_frames"], threads=1)
+        t = torch.from_numpy(frames)
+        if t.shape[1] != self.size or t.shape[2] != self.size:
+            x = t.permute(0, 3, 1, 2).float()
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="area"
+                                                if t.shape[1] >= self.size else "bilinear")
+            t = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        return t
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)
+
+
+class _ClipOrder:
+    """The sampler: the clip ids of the plan, in order, from a position on (endless)."""
+
+    def __init__(self, loader: "TrainLoader", epoch: int, batch: int):
+        self.loader, self.epoch, self.batch = loader, epoch, batch
+
+    def __iter__(self):
+        for _, _, clips, _ in self.loader._blocks_from(self.epoch, self.batch):
+            yield from clips
+
+
+class TrainLoader:
+    """Endless batches for one rank; `state_dict()` is the position of the next batch."""
+
+    def __init__(self, store, clip_ids: list[str], spec: LabelSpec, cfg: LoaderConfig,
+                 rank: int = 0, world: int = 1):
+        self.store, self.cfg, self.rank, self.world = store, cfg, rank, world
+        self.labels = ClipLabels(store, clip_ids, spec, cfg.frames, cfg.frame_stride)
+        cat = store.catalog(columns=["clip_id", "n_frames", "fps"]).to_pylist()
+        self.rows = {r["clip_id"]: r for r in cat if r["clip_id"] in self.labels.per_clip}
+        self.steps_per_epoch = epoch_steps(self.labels, cfg, world)
+        if self.steps_per_epoch == 0:
+            raise DatasetError(
+                f"{self.labels.n_samples} samples in {len(clip_ids)} clips make no batch of "
+                f"{cfg.batch_size} per rank x {world} rank(s) (blocks of {cfg.block_clips} clips)")
+        self.epoch, self.batch = 0, 0
+        self._plans: dict[int, list] = {}
+
+    # -- position ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"seed": self.cfg.seed, "epoch": self.epoch, "batch": self.batch,
+                "world_size": self.world, "batch_size": self.cfg.batch_size,
+                "block_clips": self.cfg.block_clips}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in ("seed", "world_size", "batch_size", "block_clips"):
+            mine = self.state_dict()[k]
+            if state[k] != mine:
+                raise DatasetError(f"the saved loader position was made with {k}={state[k]}, "
+                                   f"this run has {k}={mine}: it cannot continue the same order")
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+    @property
+    def samples_per_epoch(self) -> int:
+        return self.steps_per_epoch * self.cfg.batch_size * self.world
+
+    # -- order ---------------------------------------------------------------------------
+    def _plan(self, epoch: int):
+        if epoch not in self._plans:
+            if len(self._plans) >= 2:
+                del self._plans[min(self._plans)]
+            self._plans[epoch] = plan_epoch(self.labels, self.cfg.seed, epoch, self.rank,
+                                            self.world, self.cfg.batch_size, self.cfg.block_clips)
+        return self._plans[epoch]
+
+    def _blocks_from(self, epoch: int, batch: int):
+        """(epoch, index of the block's first batch, clip ids, batches) from a position on."""
+        while True:
+            first = 0
+            for clips, batches in self._plan(epoch):
+                if first + len(batches) > batch:
+                    yield epoch, first, clips, batches
+                first += len(batches)
+            epoch, batch = epoch + 1, 0
+
+    # -- batches -------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        cfg = self.cfg
+        dl = DataLoader(ClipDecoder(self.store, self.rows, cfg.image_size),
+                        sampler=_ClipOrder(self, self.epoch, self.batch), batch_size=None,
+                        num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers else None,
+                        prefetch_factor=cfg.prefetch if cfg.workers else None)
+        with warnings.catch_warnings():
+            # Lance warns on fork; workers only decode video and never touch Lance.
+            warnings.filterwarnings("ignore", message="lance is not fork-safe")
+            decoded = iter(dl)
+        start_epoch, start_batch = self.epoch, self.batch
+        for epoch, first, clips, batches in self._blocks_from(start_epoch, start_batch):
+            videos = [next(decoded) for _ in clips]
+            info = [self.labels.per_clip[c] for c in clips]
+            skip = start_batch - first if (epoch, first) <= (start_epoch, start_batch) else 0
+            for j in range(max(skip, 0), len(batches)):
+                nxt = first + j + 1
+                self.epoch, self.batch = (epoch, nxt) if nxt < self.steps_per_epoch else (epoch + 1, 0)
+                yield self._assemble(videos, info, batches[j])
+
+    def _assemble(self, videos, info, pairs: np.ndarray) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        offsets = np.arange(-(cfg.frames - 1) * cfg.frame_stride, 1, cfg.frame_stride)
+        frames = torch.stack([videos[k][torch.from_numpy(f + offsets)] for k, f in pairs])
+        pick = lambda key: np.stack([info[k][key][f] for k, f in pairs])  # noqa: E731
+        return {
+            "frames": frames,
+            "speed": torch.from_numpy(pick("speed")),
+            "command": torch.from_numpy(pick("command")),
+            "trajectory": torch.from_numpy(pick("trajectory")),
+            "controls": torch.from_numpy(pick("controls")),
+        }
