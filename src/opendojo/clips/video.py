@@ -8,6 +8,7 @@ from typing import BinaryIO, Sequence
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 # A keyframe every second at 10 fps: random access to any frame decodes at most 9 others.
 DEFAULT_GOP = 10
@@ -50,15 +51,28 @@ def decode_rgb(source: str | BinaryIO, n_frames: int | None = None,
         stream.thread_type = "AUTO"
         if threads:
             stream.codec_context.thread_count = threads
+        # One reformatter for the whole video: `frame.to_ndarray(format=...)` would build a
+        # new swscale context for every frame, which costs more than decoding it.
+        rgb = _RGB()
         if indices is None:
-            return _decode_all(container, stream, n_frames)
-        return _decode_indices(container, stream, list(indices), fps)
+            return _decode_all(container, stream, n_frames, rgb)
+        return _decode_indices(container, stream, list(indices), fps, rgb)
 
 
-def _decode_all(container, stream, n_frames: int | None) -> np.ndarray:
+class _RGB:
+    """YUV -> packed RGB24 through one cached swscale context."""
+
+    def __init__(self):
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+
+def _decode_all(container, stream, n_frames: int | None, rgb: _RGB) -> np.ndarray:
     frames = container.decode(stream)
     if n_frames is None:
-        out = [f.to_ndarray(format="rgb24") for f in frames]
+        out = [rgb(f) for f in frames]
         if not out:
             raise ValueError("video has no frames")
         return np.stack(out)
@@ -67,14 +81,14 @@ def _decode_all(container, stream, n_frames: int | None) -> np.ndarray:
     for f in frames:
         if i == n_frames:
             break
-        out[i] = f.to_ndarray(format="rgb24")
+        out[i] = rgb(f)
         i += 1
     if i == 0:
         raise ValueError("video has no frames")
     return out[:i]
 
 
-def _decode_indices(container, stream, indices: list[int], fps: float | None) -> np.ndarray:
+def _decode_indices(container, stream, indices: list[int], fps: float | None, rgb: _RGB) -> np.ndarray:
     if not indices:
         return np.empty((0, stream.height, stream.width, 3), np.uint8)
     if min(indices) < 0:
@@ -90,7 +104,7 @@ def _decode_indices(container, stream, indices: list[int], fps: float | None) ->
         if i is None:
             continue
         if i in wanted:
-            got[i] = f.to_ndarray(format="rgb24")
+            got[i] = rgb(f)
         if i >= last:
             break
     missing = wanted - got.keys()

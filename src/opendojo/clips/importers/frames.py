@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from opendojo.errors import IngestError
 
@@ -16,6 +17,7 @@ def decode_resized(path: str, size: int, fmt: str | None = None) -> tuple[np.nda
     video.hevc). Corrupt or empty video raises IngestError naming the file.
     """
     frames, times = [], []
+    reformatter = VideoReformatter()  # one cached swscale context for the whole video
     try:
         with av.open(path, format=fmt) as container:
             if not container.streams.video:
@@ -27,7 +29,7 @@ def decode_resized(path: str, size: int, fmt: str | None = None) -> tuple[np.nda
                 w, h = f.width, f.height
                 scale = size / min(w, h)
                 sw, sh = max(size, round(w * scale)), max(size, round(h * scale))
-                img = f.reformat(width=sw, height=sh, format="rgb24").to_ndarray()
+                img = reformatter.reformat(f, width=sw, height=sh, format="rgb24").to_ndarray()
                 x0, y0 = (sw - size) // 2, (sh - size) // 2
                 frames.append(img[y0:y0 + size, x0:x0 + size])
                 times.append(f.time)
