@@ -1,0 +1,284 @@
+"""Closed-loop evaluation: a driver (the network, the expert, a human profile) drives the
+ego car in the simulator, and each episode is scored (`opendojo.evaluate.scoring`).
+
+The network sees what the fleet records and nothing else: the ego camera at the clips'
+frame rate (`opendojo.fleet.camera`), its own speed, and the route command from the
+navigator. It drives either directly from its controls head, or (the default) by
+following its predicted trajectory with a pure-pursuit steering and speed controller.
+
+The suite is every fleet scenario plus each scenario's rare events, on seeds from a range
+that no fleet clip uses (`EVAL_SEED_BASE`); `check_held_out` refuses to run if a training
+clip's seed falls in it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from opendojo.errors import DojoError
+from opendojo.evaluate.scoring import Episode, episode_metrics
+
+EVAL_SEED_BASE = 9_000_000   # fleet episode seeds stay below this (see check_held_out)
+REFERENCE_SPEED_SHARE = 0.7  # route length = share x speed limit x episode duration
+
+
+@dataclass(frozen=True)
+class SuiteItem:
+    scenario: str
+    rare_event: str  # "" for none
+    seed: int
+
+
+def suite(episodes_per_item: int = 2, scenarios: list[str] | None = None,
+          rare_events: bool = True, seed_offset: int = 0) -> list[SuiteItem]:
+    """Every scenario (and each of its rare events) on held-out seeds."""
+    from opendojo.fleet.scenarios import SCENARIOS
+
+    items = []
+    names = scenarios or list(SCENARIOS)
+    k = 0
+    for name in names:
+        events = [""] + (list(SCENARIOS[name].rare_events) if rare_events else [])
+        for ev in events:
+            for _ in range(episodes_per_item):
+                items.append(SuiteItem(name, ev, EVAL_SEED_BASE + seed_offset + k))
+                k += 1
+    return items
+
+
+def check_held_out(store, items: list[SuiteItem]) -> None:
+    """Refuse a suite whose seeds a catalogued clip was generated with."""
+    used = set(store.catalog(columns=["seed"]).column("seed").to_pylist())
+    clash = sorted(used & {it.seed for it in items})
+    if clash:
+        raise DojoError(f"evaluation seed {clash[0]} was used by a training clip; "
+                        f"keep fleet seeds below {EVAL_SEED_BASE}")
+
+
+# -- drivers ---------------------------------------------------------------------------------
+
+class NetworkDriver:
+    """The policy network as a driver: camera frames, speed and route command in."""
+
+    def __init__(self, model, control: str = "trajectory", lookahead_s: float = 1.0):
+        import torch
+
+        if control not in ("trajectory", "controls"):
+            raise DojoError(f"unknown control mode {control!r} (trajectory or controls)")
+        self.model = model.eval()
+        self.cfg = model.config
+        self.control = control
+        self.lookahead_s = lookahead_s
+        self.torch = torch
+        self.history: deque = deque(maxlen=self.cfg.frames)
+        self.last_prediction: np.ndarray | None = None
+
+    def reset(self, env) -> None:
+        self.history.clear()
+        self.last_prediction = None
+
+    def command(self, env) -> tuple[float, float]:
+        from opendojo.fleet.camera import render_ego_view
+        from opendojo.fleet.env import ego_state
+
+        torch = self.torch
+        frame = resize_frame(render_ego_view(env, env.camera), self.cfg.image_size)
+        self.history.append(frame)
+        while len(self.history) < self.cfg.frames:   # first step: repeat the only frame
+            self.history.appendleft(frame)
+        state = ego_state(env)
+        frames = torch.from_numpy(np.stack(self.history))[None]
+        with torch.inference_mode():
+            out = self.model(frames, torch.tensor([state["speed"]], dtype=torch.float32),
+                             torch.tensor([state["command"]]))
+        traj = out["trajectory"][0].numpy()
+        self.last_prediction = traj
+        if self.control == "controls":
+            acc, steer = out["controls"][0].tolist()
+            return float(acc), float(steer)
+        return pure_pursuit(traj, state["speed"], self.cfg, self.lookahead_s)
+
+
+def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
+                 wheelbase: float = 2.5, speed_gain: float = 1.5) -> tuple[float, float]:
+    """Follow predicted ego-frame waypoints (x forward, y lateral in the steering's sense).
+
+    Speed: the waypoints' own pace near the lookahead time; steering: pure pursuit on the
+    waypoint interpolated at the lookahead time.
+    """
+    dt = cfg.horizon_s / cfg.horizon
+    times = dt * np.arange(1, cfg.horizon + 1)
+    tl = min(max(lookahead_s, times[0]), times[-1])
+    px = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 0]]))
+    py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
+    target_speed = max(0.0, px / tl)
+    acc = speed_gain * (target_speed - speed)
+    d2 = px * px + py * py
+    steer = math.atan2(2.0 * wheelbase * py, d2) if d2 > 1e-6 else 0.0
+    return acc, steer
+
+
+def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
+    """The camera frame at the network's input size, resized as the training loader does."""
+    if frame.shape[0] == size and frame.shape[1] == size:
+        return frame
+    import torch
+
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+    mode = "area" if frame.shape[0] >= size else "bilinear"
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode=mode)
+    return x.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+
+
+def load_network(checkpoint: str | Path):
+    """A PolicyNet with the weights of a checkpoint (a run dir or a step file)."""
+    from opendojo.train.checkpoint import load_checkpoint, read_meta
+    from opendojo.train.model import PolicyConfig, PolicyNet
+
+    meta = read_meta(checkpoint)
+    model = PolicyNet(PolicyConfig(**meta["model"]))
+    load_checkpoint(checkpoint, model)
+    return model.eval()
+
+
+# -- episodes --------------------------------------------------------------------------------
+
+def collision_kind(env) -> str:
+    """What the crashed ego hit: 'pedestrian', 'object' or 'vehicle' (nearest crashed other)."""
+    from opendojo.fleet.objects import Pedestrian
+
+    base = env.unwrapped
+    ego = base.vehicle
+    others = [v for v in base.road.vehicles if v is not ego] + list(base.road.objects)
+    if not others:
+        return "vehicle"
+    hit = min(others, key=lambda o: (not getattr(o, "crashed", getattr(o, "hit", False)),
+                                     float(np.linalg.norm(o.position - ego.position))))
+    if isinstance(hit, Pedestrian):
+        return "pedestrian"
+    if hit in base.road.objects:
+        return "object"
+    return "vehicle"
+
+
+def run_episode(driver, driver_name: str, item: SuiteItem, duration_s: float = 15.0,
+                camera=None, record: bool = False) -> tuple[Episode, dict]:
+    """Drive one suite item to the end (collision, arrival, road end or `duration_s`)."""
+    from opendojo.fleet.camera import Camera, render_ego_view
+    from opendojo.fleet.env import end_of_road, ego_state, make_env, step_command
+
+    env = make_env(item.scenario, item.seed, rare_event=item.rare_event or None,
+                   camera=camera or Camera())
+    try:
+        driver.reset(env)
+        base = env.unwrapped
+        ego = base.vehicle
+        steps = int(round(duration_s * base.config["policy_frequency"]))
+        limit = ego.lane.speed_limit or 30.0 if ego.lane is not None else 30.0
+        route_len = REFERENCE_SPEED_SHARE * limit * duration_s
+        trace = {k: [] for k in ("t", "x", "y", "speed", "on_road")}
+        frames, predictions = [], []
+
+        def log():
+            s = ego_state(env)
+            for k in ("t", "x", "y", "speed"):
+                trace[k].append(s[k])
+            trace["on_road"].append(bool(base.vehicle.on_road))
+
+        log()
+        collision, arrived = "", False
+        for _ in range(steps):
+            if record:
+                frames.append(render_ego_view(env, env.camera))
+            acc, steer = driver.command(env)
+            if record:
+                predictions.append(getattr(driver, "last_prediction", None))
+            step_command(env, acc, steer)
+            log()
+            if base.vehicle.crashed:
+                collision = collision_kind(env)
+                break
+            if end_of_road(env) or (hasattr(base, "has_arrived") and _arrived(base)):
+                arrived = True
+                break
+        ep = episode_metrics(driver_name, item.scenario, item.rare_event, item.seed,
+                             **{k: np.asarray(v) for k, v in trace.items()},
+                             collision=collision, route_length_m=route_len, arrived=arrived)
+        return ep, {"frames": frames, "predictions": predictions}
+    finally:
+        env.close()
+
+
+def _arrived(base) -> bool:
+    try:
+        return bool(base.has_arrived(base.vehicle))
+    except Exception:  # noqa: BLE001 - envs without a destination
+        return False
+
+
+# -- the suite in parallel ---------------------------------------------------------------------
+
+def _make_driver(spec: tuple, seed: int):
+    kind, arg = spec
+    if kind == "network":
+        return NetworkDriver(_cached_network(arg[0]), control=arg[1])
+    from opendojo.fleet.drivers import make_driver
+
+    return make_driver(arg, seed)
+
+
+_NETWORKS: dict = {}
+
+
+def _cached_network(path: str):
+    if path not in _NETWORKS:
+        import torch
+
+        torch.set_num_threads(1)
+        _NETWORKS[path] = load_network(path)
+    return _NETWORKS[path]
+
+
+def _job(args) -> dict:
+    name, spec, item, duration = args
+    driver = _make_driver(spec, item.seed)
+    ep, _ = run_episode(driver, name, item, duration)
+    return ep.to_dict()
+
+
+def evaluate(drivers: dict[str, tuple], items: list[SuiteItem], workers: int = 2,
+             duration_s: float = 15.0, progress: Callable[[int, int], None] | None = None) -> list[Episode]:
+    """Run every driver on every suite item in worker processes.
+
+    drivers: name -> ("network", (checkpoint, control)) or ("profile", profile_name).
+    """
+    import multiprocessing as mp
+
+    jobs = [(name, spec, item, duration_s) for name, spec in drivers.items() for item in items]
+    out: list[Episode] = []
+    ctx = mp.get_context("spawn")
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+    if workers <= 1:
+        results = map(_job, jobs)
+        pool = None
+    else:
+        pool = ctx.Pool(workers)
+        results = pool.imap_unordered(_job, jobs)
+    try:
+        for i, d in enumerate(results, 1):
+            out.append(Episode(**d))
+            if progress:
+                progress(i, len(jobs))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    out.sort(key=lambda e: (e.driver, e.scenario, e.rare_event, e.seed))
+    return out

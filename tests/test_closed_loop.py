@@ -1,0 +1,131 @@
+"""Closed-loop evaluation: the score's arithmetic and real episodes in the simulator."""
+
+import numpy as np
+import pytest
+
+from opendojo.evaluate.closed_loop import (
+    EVAL_SEED_BASE, NetworkDriver, SuiteItem, check_held_out, pure_pursuit, run_episode, suite,
+)
+from opendojo.evaluate.scoring import PENALTY, episode_metrics, mean_ci, summarize
+from opendojo.errors import DojoError
+
+
+def _ep(collision="", on_road=None, n=50, speed=20.0, route=100.0):
+    t = np.arange(n) * 0.1
+    x = speed * t
+    return episode_metrics("d", "s", "", 0, t, x, np.zeros(n), np.full(n, speed),
+                           np.ones(n, bool) if on_road is None else on_road, collision, route)
+
+
+def test_score_is_completion_times_penalties():
+    clean = _ep()
+    assert clean.route_completion == pytest.approx(0.98)  # 98 m of 100
+    assert clean.score == pytest.approx(clean.route_completion)
+    for kind in ("vehicle", "pedestrian", "object"):
+        assert _ep(kind).score == pytest.approx(clean.route_completion * PENALTY[kind])
+    assert _ep("pedestrian").score < _ep("vehicle").score < _ep("object").score < clean.score
+
+
+def test_off_road_share_is_removed_from_completion():
+    on = np.ones(50, bool)
+    on[25:] = False
+    ep = _ep(on_road=on)
+    assert ep.off_road_s == pytest.approx(2.5)
+    # segments ending at frames 25..49 are off-road: 24 of the 49 segments stay on it
+    assert ep.route_completion == pytest.approx(0.98 * 24 / 49, rel=1e-6)
+
+
+def test_jerk_and_summary():
+    n = 40
+    t = np.arange(n) * 0.1
+    speed = 20 + np.where(np.arange(n) % 2, 1.0, -1.0)  # jerk 200 m/s^3
+    ep = episode_metrics("d", "s", "", 0, t, np.cumsum(speed) * 0.1, np.zeros(n), speed,
+                         np.ones(n, bool), "", 50.0)
+    assert ep.mean_abs_jerk > 100 and ep.harsh_jerk_s > 3
+    assert ep.score < ep.route_completion
+    s = summarize([_ep(), _ep("vehicle"), _ep(), _ep()])
+    assert s["collisions"] == 1 and s["collisions_per_km"] == pytest.approx(1 / (4 * 0.098))
+    mean, lo, hi = mean_ci([0.2, 0.9, 0.5, 0.7, 0.4])
+    assert lo <= mean <= hi and mean == pytest.approx(0.54)
+
+
+def test_suite_covers_scenarios_and_rare_events_on_held_out_seeds(tmp_path):
+    from opendojo.fleet.scenarios import SCENARIOS
+
+    items = suite(2)
+    assert {i.scenario for i in items} == set(SCENARIOS)
+    for name, sc in SCENARIOS.items():
+        for ev in sc.rare_events:
+            assert sum(1 for i in items if (i.scenario, i.rare_event) == (name, ev)) == 2
+    assert len({i.seed for i in items}) == len(items) and min(i.seed for i in items) >= EVAL_SEED_BASE
+
+    class FakeStore:
+        def __init__(self, seeds):
+            import pyarrow as pa
+            self.t = pa.table({"seed": seeds})
+
+        def catalog(self, columns=None):
+            return self.t
+
+    check_held_out(FakeStore([1, 2, 3]), items)
+    with pytest.raises(DojoError, match="used by a training clip"):
+        check_held_out(FakeStore([1, items[3].seed]), items)
+
+
+def test_pure_pursuit_turns_towards_the_waypoints():
+    from opendojo.train.model import PolicyConfig
+
+    cfg = PolicyConfig()
+    straight = np.stack([np.arange(1, 7) * 10.0, np.zeros(6)], 1)  # 20 m/s straight ahead
+    acc, steer = pure_pursuit(straight, 10.0, cfg, 1.0)
+    assert acc > 0 and steer == 0
+    side = straight.copy()
+    side[:, 1] = np.arange(1, 7) * 1.0
+    assert pure_pursuit(side, 20.0, cfg, 1.0)[1] > 0
+    side[:, 1] *= -1
+    assert pure_pursuit(side, 20.0, cfg, 1.0)[1] < 0
+
+
+class _Const:
+    def __init__(self, acc, steer):
+        self.acc, self.steer = acc, steer
+
+    def reset(self, env):
+        pass
+
+    def command(self, env):
+        return self.acc, self.steer
+
+
+def test_episodes_in_the_simulator():
+    from opendojo.fleet.drivers import make_driver
+
+    item = SuiteItem("highway_sparse", "", EVAL_SEED_BASE)
+    expert, _ = run_episode(make_driver("expert", 0), "expert", item, duration_s=4.0)
+    assert not expert.collision and expert.distance_m > 40 and expert.off_road_s == 0
+    # steering hard right leaves the road and loses route completion for it
+    off, _ = run_episode(_Const(0.0, 0.3), "off", item, duration_s=4.0)
+    assert off.off_road_s > 0 or off.collision
+    assert off.score < expert.score
+
+
+def test_network_driver_drives_from_camera_speed_and_command():
+    import torch
+
+    from opendojo.train.model import PolicyConfig, PolicyNet
+
+    torch.manual_seed(0)
+    net = PolicyNet(PolicyConfig(width=8, hidden=32, image_size=64))
+    seen = []
+    orig = net.forward
+
+    def spy(frames, speed, command):
+        seen.append((frames.shape, frames.dtype, speed.shape, command.shape))
+        return orig(frames, speed, command)
+
+    net.forward = spy
+    ep, rec = run_episode(NetworkDriver(net), "network", SuiteItem("merge", "", EVAL_SEED_BASE + 1),
+                          duration_s=1.0, record=True)
+    assert seen and seen[0] == (torch.Size([1, 4, 64, 64, 3]), torch.uint8, (1,), (1,))
+    assert len(rec["frames"]) == len(seen) and rec["predictions"][0].shape == (6, 2)
+    assert ep.steps == len(seen) + 1 or ep.collision
