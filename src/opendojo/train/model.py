@@ -9,7 +9,8 @@ Inputs
   speed   float [B]   m/s
   command long  [B]   0 left, 1 straight, 2 right (`opendojo.clips.schema.ROUTE_COMMANDS`)
 Outputs (dict)
-  trajectory float [B, horizon, 2]  future (x forward, y left) positions in the ego frame, metres
+  trajectory float [B, horizon, 2]  future (x forward, y left) positions in the ego frame, metres,
+                                    at horizon_s*k/horizon seconds (k = 1..horizon)
   controls   float [B, 2]           (acceleration m/s^2, steering rad)
 """
 
@@ -32,6 +33,7 @@ class PolicyConfig:
     hidden: int = 256         # width of the fused MLP
     horizon: int = 6          # trajectory waypoints predicted
     speed_scale: float = 30.0  # speed is divided by this before entering the network
+    horizon_s: float = 3.0    # seconds spanned by the waypoints (evenly spaced, the last at horizon_s)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,7 +91,12 @@ class PolicyNet(nn.Module):
         feat = self.encode(frames)
         s = (speed.float() / self.config.speed_scale).unsqueeze(-1)
         h = self.fuse(torch.cat([feat, self.command_embedding(command.long()), s], dim=-1))
+        # The head predicts a correction to driving on at constant speed, straight ahead.
         traj = self.trajectory_head(h).view(-1, self.config.horizon, 2)
+        times = torch.arange(1, self.config.horizon + 1, device=traj.device,
+                             dtype=traj.dtype) * (self.config.horizon_s / self.config.horizon)
+        ahead = speed.to(traj.dtype).unsqueeze(-1) * times
+        traj = traj + torch.stack([ahead, torch.zeros_like(ahead)], dim=-1)
         return {"trajectory": traj, "controls": self.controls_head(h)}
 
 

@@ -1,0 +1,115 @@
+"""Checkpoints: `step-N.safetensors` (weights and optimizer tensors) + `step-N.json` (the rest).
+
+The JSON (step, loader position, optimizer hyper-parameters, model and train config, code
+version) is written last, each file to a temporary name and renamed: a checkpoint exists
+once its JSON does, so a kill at any moment leaves either the whole checkpoint or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from opendojo.errors import CheckpointError
+
+_STEP = re.compile(r"^step-(\d+)\.json$")
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(directory: Path, step: int, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None, meta: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    groups = []
+    if optimizer is not None:
+        sd = optimizer.state_dict()
+        for i, st in sd["state"].items():
+            for k, v in st.items():
+                t = v if torch.is_tensor(v) else torch.tensor(v)
+                tensors[f"optim.{i}.{k}"] = t.detach().cpu().contiguous()
+        groups = sd["param_groups"]
+    base = directory / f"step-{step}"
+    _atomic(base.with_suffix(".safetensors"), lambda p: save_file(tensors, str(p)))
+    body = json.dumps({**meta, "step": step, "optimizer": {"param_groups": groups}}, indent=1)
+    _atomic(base.with_suffix(".json"), lambda p: p.write_text(body))
+    return base.with_suffix(".safetensors")
+
+
+def checkpoints(directory: Path) -> list[int]:
+    if not directory.is_dir():
+        return []
+    steps = [int(m.group(1)) for p in directory.iterdir() if (m := _STEP.match(p.name))]
+    return sorted(s for s in steps if (directory / f"step-{s}.safetensors").exists())
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint's .safetensors path from itself, its .json, a checkpoints dir or a run dir."""
+    p = Path(path)
+    if p.is_dir():
+        d = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+        steps = checkpoints(d)
+        if not steps:
+            raise CheckpointError(f"{path}: no checkpoint here")
+        return d / f"step-{steps[-1]}.safetensors"
+    if p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+    if not p.exists() or not p.with_suffix(".json").exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    return p
+
+
+def read_meta(path: str | Path) -> dict:
+    p = resolve(path)
+    try:
+        return json.loads(p.with_suffix(".json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{p.with_suffix('.json')}: unreadable ({e})") from None
+
+
+def load_checkpoint(path: str | Path, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    expect_model: dict | None = None) -> dict:
+    """Load weights (and optimizer state) into `model`; return the checkpoint's JSON.
+
+    Refuses a checkpoint made for another model config (compared field by field when
+    `expect_model` is given, and always by tensor names and shapes).
+    """
+    p = resolve(path)
+    meta = read_meta(p)
+    if expect_model is not None and meta.get("model") != expect_model:
+        diff = sorted(k for k in set(expect_model) | set(meta.get("model") or {})
+                      if expect_model.get(k) != (meta.get("model") or {}).get(k))
+        raise CheckpointError(
+            f"{p}: made for another model config ("
+            + ", ".join(f"{k}={(meta.get('model') or {}).get(k)} here {expect_model.get(k)}" for k in diff)
+            + ")")
+    try:
+        tensors = load_file(str(p))
+    except Exception as e:  # noqa: BLE001 - any corrupt file is one clear line
+        raise CheckpointError(f"{p}: unreadable ({str(e).splitlines()[0]})") from None
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    own = model.state_dict()
+    bad = [k for k in own if k not in weights or weights[k].shape != own[k].shape]
+    if bad or set(weights) - set(own):
+        raise CheckpointError(f"{p}: made for another model config (tensor {(bad or sorted(set(weights) - set(own)))[0]} "
+                              "is missing or has another shape)")
+    model.load_state_dict(weights)
+    if optimizer is not None:
+        state: dict = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, i, name = k.split(".", 2)
+                state.setdefault(int(i), {})[name] = v
+        optimizer.load_state_dict({"state": state,
+                                   "param_groups": meta["optimizer"]["param_groups"]})
+    return meta

@@ -1,0 +1,68 @@
+"""The `[train]` stage config (TOML table `[train]`, model size under `[train.model]`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from opendojo.config import StageConfig
+
+PRECISIONS = ("float32", "bf16", "cfloat8", "cfloat16")
+
+
+class ModelSettings(StageConfig):
+    """`opendojo.train.model.PolicyConfig` as config: the network's size."""
+
+    frames: int = 4
+    image_size: int = 64
+    width: int = 16
+    stages: int = 4
+    hidden: int = 128
+    horizon: int = 6
+    horizon_s: float = 3.0
+
+
+class TrainConfig(StageConfig):
+    store: str = ""
+    dataset: str = ""
+    split: str = "train"
+    steps: int = 300
+    batch_size: int = 32              # global, over all ranks
+    lr: float = 2e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    precision: Literal["float32", "bf16", "cfloat8", "cfloat16"] = "float32"
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    workers: int = 1                  # loader worker processes per rank
+    block_clips: int = 8
+    frame_stride: int = 1
+    trajectory_weight: float = 1.0
+    controls_weight: float = 1.0
+    accel_scale: float = 1.0          # m/s^2 of acceleration error worth one unit of loss
+    steering_scale: float = 0.05      # rad of steering error worth one unit of loss
+    init_from: str = ""               # checkpoint to start from (same model config)
+    model: ModelSettings = ModelSettings()
+
+    def policy_config(self):
+        from opendojo.train.model import PolicyConfig
+
+        return PolicyConfig(**self.model.model_dump())
+
+
+def to_toml(cfg: TrainConfig) -> str:
+    """The config as a `[train]` TOML file (scalars and strings only)."""
+    def val(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    d = cfg.model_dump()
+    model = d.pop("model")
+    lines = ["[train]"] + [f"{k} = {val(v)}" for k, v in d.items()]
+    lines += ["", "[train.model]"] + [f"{k} = {val(v)}" for k, v in model.items()]
+    return "\n".join(lines) + "\n"

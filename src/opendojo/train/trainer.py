@@ -1,0 +1,261 @@
+"""The training loop (nanoGPT-short): AdamW, warmup + cosine LR, gradient clipping, optional
+bf16 autocast or CFloat numerics, checkpoints with the loader's position, exact resume,
+TensorBoard + metrics.jsonl, data parallel under torchrun.
+
+Run directory
+    config.toml, config.json   the resolved config (+ code version, world size)
+    metrics.jsonl              one line per logged step (rank 0)
+    tb/                        TensorBoard events
+    checkpoints/step-N.safetensors + step-N.json
+
+`train()` runs in every rank; under torchrun (WORLD_SIZE > 1) it joins a process group
+(gloo on CPU, nccl on GPU), wraps the model in DDP and gives each rank its loader shard.
+The global batch is split evenly over the ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from opendojo import code_version
+from opendojo.errors import CheckpointError, ConfigError, DatasetError
+from opendojo.label.hindsight import LabelSpec
+from opendojo.train.checkpoint import checkpoints, load_checkpoint, read_meta, save_checkpoint
+from opendojo.train.config import TrainConfig, to_toml
+from opendojo.train.loader import LoaderConfig, TrainLoader
+from opendojo.train.model import PolicyNet
+
+KILL_ENV = "OPENDOJO_KILL_AT_STEP"   # tests: SIGKILL this process right after that step
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to `lr`, then cosine decay to `min_lr` at `steps`."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
+
+
+def policy_loss(out: dict, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+    traj = F.smooth_l1_loss(out["trajectory"].float(), batch["trajectory"])
+    scale = torch.tensor([cfg.accel_scale, cfg.steering_scale], device=batch["controls"].device)
+    ctrl = F.smooth_l1_loss(out["controls"].float() / scale, batch["controls"] / scale)
+    ade = (out["trajectory"].float() - batch["trajectory"]).norm(dim=-1).mean()
+    loss = cfg.trajectory_weight * traj + cfg.controls_weight * ctrl
+    return loss, {"trajectory_loss": traj.detach(), "controls_loss": ctrl.detach(), "ade": ade.detach()}
+
+
+def label_spec(cfg: TrainConfig) -> LabelSpec:
+    return LabelSpec(horizon_s=cfg.model.horizon_s, waypoints=cfg.model.horizon)
+
+
+def make_loader(cfg: TrainConfig, rank: int = 0, world: int = 1) -> TrainLoader:
+    from opendojo.clips.store import ClipStore
+    from opendojo.train.dataset import load_dataset
+
+    if not cfg.store or not cfg.dataset:
+        raise ConfigError("train needs --store and --dataset")
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch size {cfg.batch_size} does not split over {world} processes")
+    store = ClipStore(cfg.store)
+    clips = load_dataset(store, cfg.dataset).clips(cfg.split)
+    lc = LoaderConfig(batch_size=cfg.batch_size // world, frames=cfg.model.frames,
+                      frame_stride=cfg.frame_stride, image_size=cfg.model.image_size,
+                      block_clips=cfg.block_clips, workers=cfg.workers, seed=cfg.seed)
+    return TrainLoader(store, clips, label_spec(cfg), lc, rank=rank, world=world)
+
+
+def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    if precision in ("cfloat8", "cfloat16"):
+        try:
+            from opendojo.numerics.training import apply_precision as apply_cfloat
+        except ImportError:
+            raise ConfigError(f"{precision} precision not available yet "
+                              "(opendojo.numerics.training is not built)") from None
+        return apply_cfloat(model, precision)
+    return model
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
+    """Check the run directory and return the config to run with (the saved one on resume)."""
+    used = (run_dir / "metrics.jsonl").exists() or bool(checkpoints(run_dir / "checkpoints"))
+    if resume:
+        if not (run_dir / "config.json").exists():
+            raise CheckpointError(f"{run_dir}: nothing to resume (no config.json)")
+        saved = TrainConfig(**json.loads((run_dir / "config.json").read_text())["train"])
+        if saved.model != cfg.model:
+            diff = [k for k in cfg.model.model_dump() if getattr(saved.model, k) != getattr(cfg.model, k)]
+            raise CheckpointError(f"{run_dir}: its checkpoints are for another model config "
+                                  f"({', '.join(f'{k}={getattr(saved.model, k)} not {getattr(cfg.model, k)}' for k in diff)})")
+        return saved.model_copy(update={"steps": max(cfg.steps, saved.steps)})
+    if used:
+        raise ConfigError(f"{run_dir} already holds a run (use --resume to continue it, or "
+                          "another --run-dir)")
+    return cfg
+
+
+def write_run_config(cfg: TrainConfig, run_dir: Path, world: int) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("config.toml", to_toml(cfg)),
+                       ("config.json", json.dumps({"train": cfg.model_dump(), "world_size": world,
+                                                   "code_version": code_version()}, indent=1))):
+        tmp = run_dir / f".tmp-{name}"
+        tmp.write_text(text)
+        os.replace(tmp, run_dir / name)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train the policy; returns a summary (final step, loss, throughput, checkpoint path)."""
+    rank, world, local_rank = _distributed()
+    run_dir = Path(run_dir)
+    cfg = prepare_run_dir(cfg, run_dir, resume)
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+    if cfg.precision == "bf16" and device.type == "cpu" and not hasattr(torch, "autocast"):
+        raise ConfigError("bf16 autocast is not available in this torch")
+    loader = make_loader(cfg, rank, world)
+
+    torch.manual_seed(cfg.seed)
+    pc = cfg.policy_config()
+    model = apply_precision(PolicyNet(pc), cfg.precision).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    other = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": other, "weight_decay": 0.0}], lr=cfg.lr)
+
+    step = 0
+    ckpt_dir = run_dir / "checkpoints"
+    done = checkpoints(ckpt_dir)
+    if resume and done:
+        meta = load_checkpoint(ckpt_dir / f"step-{done[-1]}.safetensors", model, opt,
+                               expect_model=pc.to_dict())
+        step = meta["step"]
+        loader.load_state_dict(meta["loader"])
+    elif cfg.init_from:
+        load_checkpoint(cfg.init_from, model, None, expect_model=pc.to_dict())
+    if rank == 0:
+        write_run_config(cfg, run_dir, world)
+        _truncate_metrics(run_dir / "metrics.jsonl", step)
+    if step >= cfg.steps:
+        raise ConfigError(f"{run_dir} is already at step {step} of {cfg.steps} (raise --steps)")
+
+    ddp = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=step + 1)
+    kill_at = int(os.environ.get(KILL_ENV, "-1"))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+    model.train()
+    batches = iter(loader)
+    window_t, window_n, last = time.perf_counter(), 0, {}
+    bar = _progress(progress and rank == 0, step, cfg.steps)
+    while step < cfg.steps:
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        with autocast:
+            out = ddp(batch["frames"], batch["speed"], batch["command"])
+        loss, parts = policy_loss(out, batch, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        window_n += batch["speed"].shape[0] * world
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            stats = torch.stack([loss.detach().float(), parts["trajectory_loss"], parts["controls_loss"],
+                                 parts["ade"], gnorm.detach().float()])
+            if world > 1:
+                torch.distributed.all_reduce(stats)
+                stats /= world
+            now = time.perf_counter()
+            last = {"step": step, "loss": stats[0].item(), "trajectory_loss": stats[1].item(),
+                    "controls_loss": stats[2].item(), "train_ade": stats[3].item(),
+                    "grad_norm": stats[4].item(), "lr": lr_at(step - 1, cfg),
+                    "samples_per_s": window_n / (now - window_t), "epoch": loader.epoch,
+                    "world_size": world}
+            window_t, window_n = now, 0
+            if rank == 0:
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(last) + "\n")
+                for k in ("loss", "trajectory_loss", "controls_loss", "train_ade", "grad_norm", "lr",
+                          "samples_per_s"):
+                    writer.add_scalar(f"train/{k}", last[k], step)
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            save_checkpoint(ckpt_dir, step, model, opt, {
+                "model": pc.to_dict(), "train": cfg.model_dump(), "loader": loader.state_dict(),
+                "code_version": code_version(), "world_size": world,
+                "labels": {"version": label_spec(cfg).version, "horizon_s": cfg.model.horizon_s,
+                           "waypoints": cfg.model.horizon}})
+            writer.flush()
+        if bar is not None:
+            bar.update(1, loss=last.get("loss", float("nan")))
+        if step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return {**last, "run_dir": str(run_dir), "checkpoint": str(ckpt_dir / f"step-{step}.safetensors")}
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop metric lines of steps lost after the checkpoint we continue from."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_name(".tmp-metrics.jsonl")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+class _Bar:
+    def __init__(self, start: int, total: int):
+        from rich.progress import Progress
+
+        self.p = Progress(*Progress.get_default_columns(), "loss {task.fields[loss]:.3f}", transient=True)
+        self.p.start()
+        self.task = self.p.add_task("training", total=total, completed=start, loss=float("nan"))
+
+    def update(self, n: int, loss: float) -> None:
+        self.p.update(self.task, advance=n, loss=loss)
+
+    def close(self) -> None:
+        self.p.stop()
+
+
+def _progress(enabled: bool, start: int, total: int):
+    return _Bar(start, total) if enabled else None
+
+
+__all__ = ["train", "lr_at", "policy_loss", "make_loader", "read_meta", "DatasetError"]
