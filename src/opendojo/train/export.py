@@ -1,0 +1,103 @@
+"""Export the policy as ONNX for the car's inference computer, checked against PyTorch.
+
+The exported graph takes the same inputs as `PolicyNet.forward` (uint8 frames
+[B, T, H, W, 3], float speed [B], int64 command [B]; B is dynamic) and returns
+`trajectory` [B, H, 2] and `controls` [B, 2]. After writing, onnxruntime runs the file on
+a batch of random inputs and the largest absolute difference from PyTorch must be within
+`tolerance` (default 1e-4 in metres / SI units); otherwise nothing is written. A sidecar
+`<out>.json` records the model config, the source checkpoint, the measured difference and
+the code version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from opendojo import code_version
+from opendojo.errors import CheckpointError, ConfigError
+from opendojo.train.checkpoint import load_checkpoint, read_meta, resolve
+from opendojo.train.model import PolicyConfig, PolicyNet
+
+INPUTS = ("frames", "speed", "command")
+OUTPUTS = ("trajectory", "controls")
+
+
+class _Exported(torch.nn.Module):
+    def __init__(self, net: PolicyNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, frames, speed, command):
+        out = self.net(frames, speed, command)
+        return out["trajectory"], out["controls"]
+
+
+def _random_inputs(pc: PolicyConfig, batch: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 256, (batch, pc.frames, pc.image_size, pc.image_size, 3),
+                           dtype=torch.uint8, generator=g)
+    speed = torch.rand(batch, generator=g) * 30.0
+    command = torch.randint(0, 3, (batch,), generator=g)
+    return frames, speed, command
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4,
+                overwrite: bool = False, batch: int = 4) -> dict:
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} exists (pass --overwrite to replace it)")
+    ckpt = resolve(checkpoint)
+    pc = PolicyConfig(**read_meta(ckpt)["model"])
+    net = PolicyNet(pc)
+    load_checkpoint(ckpt, net, expect_model=pc.to_dict())
+    net.eval()
+    module = _Exported(net).eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    args = _random_inputs(pc, 2, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(tmp), input_names=list(INPUTS),
+                          output_names=list(OUTPUTS), opset_version=18, dynamo=False,
+                          dynamic_axes={n: {0: "batch"} for n in (*INPUTS, *OUTPUTS)})
+    try:
+        diff = check_onnx(tmp, net, pc, batch)
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    if diff > tolerance:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"onnxruntime differs from PyTorch by {diff:.3g} > tolerance {tolerance:g}; "
+                              "nothing written")
+    os.replace(tmp, out)
+    info = {"onnx": str(out), "checkpoint": str(ckpt), "model": pc.to_dict(),
+            "max_abs_diff": diff, "tolerance": tolerance, "opset": 18,
+            "inputs": {"frames": "uint8 [B,T,H,W,3]", "speed": "float32 [B] m/s",
+                       "command": "int64 [B] 0 left 1 straight 2 right"},
+            "outputs": {"trajectory": "float32 [B,H,2] ego-frame metres", "controls":
+                        "float32 [B,2] (acceleration m/s^2, steering rad)"},
+            "code_version": code_version()}
+    side = out.with_name(out.name + ".json")
+    tmp_side = side.with_name(".tmp-" + side.name)
+    tmp_side.write_text(json.dumps(info, indent=1))
+    os.replace(tmp_side, side)
+    return info
+
+
+def check_onnx(path: str | Path, net: PolicyNet, pc: PolicyConfig, batch: int = 4) -> float:
+    """Largest |onnxruntime - torch| over both outputs on a random batch."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    frames, speed, command = _random_inputs(pc, batch, seed=2)
+    with torch.no_grad():
+        ref = net(frames, speed, command)
+    got = sess.run(list(OUTPUTS), {"frames": frames.numpy(), "speed": speed.numpy(),
+                                   "command": command.numpy()})
+    return float(max(np.abs(got[i] - ref[k].numpy()).max() for i, k in enumerate(OUTPUTS)))

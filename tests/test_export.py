@@ -1,0 +1,55 @@
+"""ONNX export: onnxruntime matches PyTorch within the stated tolerance, for any batch size."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from opendojo.errors import CheckpointError, ConfigError
+from opendojo.train.checkpoint import save_checkpoint
+from opendojo.train.export import export_onnx
+from opendojo.train.model import PolicyConfig, PolicyNet
+
+
+def _checkpoint(tmp_path, **kw):
+    pc = PolicyConfig(frames=2, image_size=16, width=4, stages=2, hidden=16, **kw)
+    torch.manual_seed(0)
+    net = PolicyNet(pc)
+    for m in net.modules():               # non-trivial BatchNorm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    save_checkpoint(tmp_path / "ck", 1, net, None, {"model": pc.to_dict()})
+    return tmp_path / "ck" / "step-1.safetensors", net.eval(), pc
+
+
+def test_onnx_matches_torch(tmp_path):
+    import onnxruntime as ort
+
+    ck, net, pc = _checkpoint(tmp_path)
+    info = export_onnx(ck, tmp_path / "policy.onnx", tolerance=1e-4)
+    assert info["max_abs_diff"] <= 1e-4
+    assert json.loads((tmp_path / "policy.onnx.json").read_text())["model"] == pc.to_dict()
+    sess = ort.InferenceSession(str(tmp_path / "policy.onnx"))
+    for b in (1, 7):                       # dynamic batch
+        frames = torch.randint(0, 256, (b, 2, 16, 16, 3), dtype=torch.uint8)
+        speed, cmd = torch.rand(b) * 20, torch.randint(0, 3, (b,))
+        traj, ctrl = sess.run(None, {"frames": frames.numpy(), "speed": speed.numpy(), "command": cmd.numpy()})
+        with torch.no_grad():
+            ref = net(frames, speed, cmd)
+        np.testing.assert_allclose(traj, ref["trajectory"].numpy(), atol=1e-4)
+        np.testing.assert_allclose(ctrl, ref["controls"].numpy(), atol=1e-4)
+
+
+def test_export_refuses_to_overwrite_and_bad_checkpoints(tmp_path):
+    ck, _, _ = _checkpoint(tmp_path)
+    (tmp_path / "policy.onnx").write_bytes(b"keep")
+    with pytest.raises(ConfigError, match="exists"):
+        export_onnx(ck, tmp_path / "policy.onnx")
+    assert (tmp_path / "policy.onnx").read_bytes() == b"keep"
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        export_onnx(tmp_path / "missing.safetensors", tmp_path / "x.onnx")
+    with pytest.raises(CheckpointError, match="differs from PyTorch"):
+        export_onnx(ck, tmp_path / "y.onnx", tolerance=0.0 - 1.0)
+    assert not (tmp_path / "y.onnx").exists()
