@@ -42,6 +42,24 @@ def _register_areas() -> None:
 _register_areas()
 
 
+@app.command("demo")
+def demo_cmd(
+    run_dir: str = typer.Option("runs/demo", help="Where the run's files go."),
+    clips: int = typer.Option(None, help="Fleet clips to generate."),
+    train_steps: int = typer.Option(None, help="Training steps."),
+    episodes: int = typer.Option(None, help="Closed-loop episodes per scenario and rare event."),
+    seed: int = typer.Option(None, help="Seed of the whole run."),
+    config: str = typer.Option(None, help="TOML file with a [demo] table."),
+) -> None:
+    """The main job: fleet -> label -> train -> evaluate (open and closed loop) -> report."""
+    from opendojo.config import load_config
+    from opendojo.demo import DemoConfig, run_demo
+
+    cfg = load_config(DemoConfig, config, section="demo", run_dir=run_dir, clips=clips,
+                      train_steps=train_steps, episodes_per_item=episodes, seed=seed)
+    run_demo(cfg)
+
+
 def main() -> None:
     """Entry point of the `dojo` script."""
     try:

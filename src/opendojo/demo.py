@@ -1,0 +1,235 @@
+"""`dojo demo`: the main job end to end on the built-in simulated fleet.
+
+fleet -> label -> dataset -> train -> open-loop eval -> closed-loop eval -> report
+
+Each stage reads and writes only the clip store and the run directory, so a stage can be
+re-run on its own and a re-run of the demo reuses what is already there (the fleet's
+clips have content ids, labels are skipped when present, dataset versions are immutable).
+Defaults fit the whole job in about 10 minutes on a 2-core laptop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import Field
+from rich.console import Console
+
+from opendojo import code_version
+from opendojo.config import StageConfig
+
+console = Console(stderr=True)
+
+
+class DemoConfig(StageConfig):
+    run_dir: str = "runs/demo"
+    store: str = Field("", description="clip store (default: RUN_DIR/store)")
+    clips: int = Field(120, ge=10)
+    workers: int = Field(2, ge=1)
+    seed: int = 0
+    train_steps: int = Field(800, ge=1)
+    batch_size: int = 32
+    lr: float = 2e-3
+    image_size: int = 64
+    width: int = 16
+    episodes_per_item: int = Field(2, ge=1, description="closed-loop episodes per scenario/event")
+    episode_s: float = 15.0
+    control: str = "trajectory"
+    rollouts: int = 4
+    sample_gifs: int = 6
+
+    @property
+    def store_url(self) -> str:
+        return self.store or str(Path(self.run_dir) / "store")
+
+
+class _Stages:
+    """Times each stage and prints a header for it."""
+
+    def __init__(self, total: int):
+        self.total, self.i, self.times = total, 0, {}
+
+    def __call__(self, name: str):
+        stages = self
+
+        class _Ctx:
+            def __enter__(self):
+                stages.i += 1
+                console.rule(f"[bold]stage {stages.i}/{stages.total}: {name}")
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                stages.times[name] = round(time.perf_counter() - self.t0, 1)
+                if exc[0] is None:
+                    console.print(f"[green]✓[/] {name} in {stages.times[name]:.0f} s")
+
+        return _Ctx()
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def run_demo(cfg: DemoConfig) -> Path:
+    from opendojo.clips.store import ClipStore
+    from opendojo.fleet.config import FleetConfig
+    from opendojo.fleet.generate import generate
+    from opendojo.fleet.stats import fleet_stats
+    from opendojo.label.hindsight import label_store
+    from opendojo.report.build import build_report
+    from opendojo.train.dataset import create_dataset, list_datasets
+
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    stage = _Stages(7)
+    meta = {"name": run.name, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "code_version": code_version(), "config": cfg.model_dump(), "stages": stage.times}
+
+    with stage("fleet: drive, film and store clips"):
+        summary = generate(cfg.store_url, FleetConfig(clips=cfg.clips, workers=cfg.workers, seed=cfg.seed))
+        store = ClipStore(cfg.store_url)
+        stats = fleet_stats(store)
+        _write_json(run / "fleet_stats.json", stats)
+        from opendojo.fleet.cli import print_stats
+
+        print_stats(stats)
+        console.print(f"{summary['generated']} clips, {summary['frames']} frames at "
+                      f"{summary['frames_per_s']:.0f} frames/s")
+
+    with stage("label: hindsight labels from each clip's own future"):
+        res = label_store(store)
+        console.print(f"{res['labelled']} clips labelled ({res['skipped']} already), "
+                      f"{res['valid']} of {res['frames']} frames with a full horizon")
+        name = f"demo-s{cfg.seed}-n{cfg.clips}"
+        if name not in list_datasets(store):
+            create_dataset(store, name, holdout=0.2, seed=cfg.seed)
+
+    with stage("train: the end-to-end video policy"):
+        train_summary = _train(cfg, store, name, run / "train")
+
+    with stage("open-loop evaluation on held-out clips"):
+        _write_json(run / "open_loop.json", _open_loop(store, name, run / "train"))
+
+    with stage("closed-loop evaluation: network vs expert vs fleet"):
+        closed = _closed_loop(cfg, store, run)
+        _write_json(run / "closed_loop.json", closed)
+        _print_closed(closed["summary"])
+
+    with stage("rollout videos and sample clips"):
+        _media(cfg, store, run)
+
+    with stage("report"):
+        _write_json(run / "run.json", meta)
+        report = build_report(run)
+    meta["train"] = train_summary
+    _write_json(run / "run.json", meta)
+    build_report(run)
+    console.print(f"[bold green]demo done[/] in {sum(stage.times.values()):.0f} s: open {report}")
+    return report
+
+
+def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
+    from opendojo.train.config import ModelSettings, TrainConfig
+    from opendojo.train.trainer import train
+
+    tc = TrainConfig(store=store.url, dataset=dataset, steps=cfg.train_steps,
+                     batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                     checkpoint_every=max(100, cfg.train_steps // 4),
+                     model=ModelSettings(image_size=cfg.image_size, width=cfg.width))
+    resume = (train_dir / "checkpoints").is_dir()
+    return train(tc, train_dir, resume=resume, progress=True)
+
+
+def _open_loop(store, dataset: str, train_dir: Path) -> dict:
+    try:
+        from opendojo.evaluate.open_loop import evaluate_open_loop
+    except ImportError:
+        return {}
+    res = evaluate_open_loop(store, dataset, train_dir)
+    return res
+
+
+def _closed_loop(cfg: DemoConfig, store, run: Path) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from opendojo.evaluate.closed_loop import check_held_out, evaluate, suite
+    from opendojo.evaluate.scoring import summarize
+    from opendojo.fleet.drivers import HUMAN_PROFILES
+    from opendojo.train.checkpoint import resolve
+
+    items = suite(cfg.episodes_per_item)
+    check_held_out(store, items)
+    ckpt = str(resolve(run / "train"))
+    drivers = {"network": ("network", (ckpt, cfg.control)), "expert": ("profile", "expert")}
+    drivers.update({p: ("profile", p) for p in HUMAN_PROFILES})
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("episodes", total=len(items) * len(drivers))
+        episodes = evaluate(drivers, items, workers=cfg.workers, duration_s=cfg.episode_s,
+                            progress=lambda i, n: bar.update(task, completed=i))
+    by: dict[str, list] = {}
+    for e in episodes:
+        by.setdefault(e.driver, []).append(e)
+    summary = {d: summarize(by[d]) for d in drivers}
+    summary["fleet (humans)"] = summarize([e for p in HUMAN_PROFILES for e in by[p]])
+    order = ["network", "expert", "fleet (humans)", *HUMAN_PROFILES]
+    return {"summary": {k: summary[k] for k in order}, "checkpoint": ckpt,
+            "seeds": f"{items[0].seed}..{items[-1].seed}",
+            "episodes": [e.to_dict() for e in episodes]}
+
+
+def _print_closed(summary: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title="closed loop, held-out suite")
+    for c in ("driver", "episodes", "km", "collisions/km", "driving score", "95% CI"):
+        t.add_column(c, justify="left" if c == "driver" else "right")
+    for name, s in summary.items():
+        t.add_row(name, str(s["episodes"]), f"{s['km']:.2f}", f"{s['collisions_per_km']:.2f}",
+                  f"{s['score']:.3f}", f"{s['score_ci'][0]:.3f}-{s['score_ci'][1]:.3f}")
+    Console().print(t)
+
+
+def _media(cfg: DemoConfig, store, run: Path) -> None:
+    from opendojo.clips.gif import write_gif
+    from opendojo.evaluate.closed_loop import NetworkDriver, SuiteItem, load_network, run_episode
+    from opendojo.evaluate.rollouts import save_rollout_gif
+    from opendojo.fleet.camera import Camera
+
+    captions = {}
+    closed = json.loads((run / "closed_loop.json").read_text())
+    net_eps = [e for e in closed["episodes"] if e["driver"] == "network"]
+    # Show a spread: the best and worst episodes and a rare event or two.
+    picks = sorted(net_eps, key=lambda e: e["score"])
+    chosen = []
+    for e in [picks[-1], picks[0]] + [e for e in picks if e["rare_event"]][:2] + picks[len(picks) // 2:]:
+        if e not in chosen and len(chosen) < cfg.rollouts:
+            chosen.append(e)
+    model = load_network(closed["checkpoint"])
+    camera = Camera()
+    for e in chosen:
+        item = SuiteItem(e["scenario"], e["rare_event"], e["seed"])
+        ep, rec = run_episode(NetworkDriver(model, cfg.control), "network", item,
+                              cfg.episode_s, camera=camera, record=True)
+        name = f"{e['scenario']}-{e['rare_event'] or 'plain'}-{e['seed']}.gif"
+        save_rollout_gif(rec["frames"], rec["predictions"], camera, run / "assets" / "rollouts" / name)
+        captions[name] = (f"{e['scenario']}{' + ' + e['rare_event'] if e['rare_event'] else ''}: "
+                          f"score {ep.score:.2f}{', collision (' + ep.collision + ')' if ep.collision else ''}")
+    rows = store.catalog().sort_by("clip_id").to_pylist()
+    seen = set()
+    for r in rows:
+        if r["scenario"] in seen or len(seen) >= cfg.sample_gifs:
+            continue
+        seen.add(r["scenario"])
+        name = f"{r['scenario']}-{r['clip_id']}.gif"
+        frames = store.read_frames(r["clip_id"], row=r)[:60]
+        write_gif(frames, run / "assets" / "clips" / name, fps=r["fps"])
+        captions[name] = f"{r['scenario']} ({r['route']}), {r['driver_id']}"
+    _write_json(run / "assets" / "captions.json", captions)

@@ -1,0 +1,104 @@
+"""`dojo report RUN_DIR`: one static HTML page (plus assets/) from a run directory.
+
+A run directory (written by `dojo demo` and `dojo loop`) may hold:
+
+    run.json            name, config, code version, stage timings
+    fleet_stats.json    what the fleet produced (`opendojo.fleet.stats.fleet_stats`)
+    train/              the trainer's run dir (metrics.jsonl, checkpoints/)
+    open_loop.json      {"rows": {predictor: {metric: value}}}
+    closed_loop.json    {"summary": {driver: suite summary}, "episodes": [...], "seeds": "a..b"}
+    assets/clips/*.gif, assets/rollouts/*.gif   (captions in assets/captions.json)
+
+Every section is optional: the page shows what the run has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from opendojo.errors import DojoError
+from opendojo.report.plots import closed_loop_bars, read_metrics, training_curves
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _verdict(summary: dict) -> str:
+    net, fleet, expert = summary.get("network"), summary.get("fleet (humans)"), summary.get("expert")
+    if not net:
+        return "No network was evaluated in this run."
+    parts = [f"Network driving score {net['score']:.3f} "
+             f"(CI {net['score_ci'][0]:.3f}–{net['score_ci'][1]:.3f})"]
+    if fleet:
+        better = "beats" if net["score"] > fleet["score"] else "does not beat"
+        parts.append(f"{better} the fleet-average human's {fleet['score']:.3f}")
+    if expert:
+        parts.append(f"against the expert's {expert['score']:.3f}")
+    tail = f"; {net['collisions_per_km']:.2f} collisions/km"
+    if fleet:
+        tail += f" vs the fleet's {fleet['collisions_per_km']:.2f}"
+    return ", ".join(parts) + tail + "."
+
+
+def build_report(run_dir: str | Path) -> Path:
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise DojoError(f"{run}: no such run directory")
+    meta = _load(run / "run.json") or {}
+    assets = run / "assets"
+    captions = _load(assets / "captions.json") or {}
+    plots = {}
+    curve = training_curves(read_metrics(run / "train" / "metrics.jsonl"), assets / "training.png")
+    if curve:
+        plots["training"] = curve.relative_to(run).as_posix()
+    closed = _load(run / "closed_loop.json")
+    if closed:
+        plots["closed"] = closed_loop_bars(closed["summary"], assets / "closed_loop.png").relative_to(run).as_posix()
+        closed["verdict"] = _verdict(closed["summary"])
+        by: dict[str, dict[str, list]] = {}
+        for e in closed.get("episodes", []):
+            key = e["scenario"] + (f" + {e['rare_event']}" if e["rare_event"] else "")
+            by.setdefault(key, {}).setdefault(e["driver"], []).append(e["score"])
+        closed["by_scenario"] = {k: {d: sum(v) / len(v) for d, v in row.items()} for k, row in sorted(by.items())}
+        drivers = list(closed["summary"])
+        closed["by_scenario_drivers"] = [d for d in drivers if not d.startswith("fleet")]
+
+    def gifs(sub: str) -> list[dict]:
+        folder = assets / sub
+        return [{"path": p.relative_to(run).as_posix(), "caption": captions.get(p.name, p.stem),
+                 "width": 288} for p in sorted(folder.glob("*.gif"))] if folder.is_dir() else []
+
+    stats = _load(run / "fleet_stats.json")
+    data = None
+    if stats:
+        data = {
+            "summary": f"{stats['clips']} clips, {stats['frames']} frames, {stats['hours']} h, "
+                       f"{stats['km']} km from {stats['vehicles']} vehicles and {stats['drivers']} drivers.",
+            "tables": [("scenario", stats["scenario"]), ("route", stats["route"]),
+                       ("driver profile (sim truth)", stats["sim_truth"]["driver_profile"]),
+                       ("rare event (sim truth)", stats["sim_truth"]["rare_event"])],
+            "gifs": gifs("clips"),
+        }
+    train_meta = _load(run / "train" / "summary.json")
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent),
+                      autoescape=select_autoescape(["html"]))
+    html = env.get_template("template.html").render(
+        run={"name": meta.get("name", run.name), "created_at": meta.get("created_at", ""),
+             "code_version": meta.get("code_version", "?"),
+             "total_s": sum((meta.get("stages") or {}).values()),
+             "config_text": json.dumps({"config": meta.get("config"), "stages_s": meta.get("stages")},
+                                       indent=2)},
+        closed=closed, open_loop=_load(run / "open_loop.json"), plots=plots, data=data,
+        rollouts=gifs("rollouts"),
+        training=(", ".join(f"{k}: {v}" for k, v in train_meta.items()) if train_meta else ""),
+    )
+    out = run / "report.html"
+    tmp = out.with_name(".report.html.tmp")
+    tmp.write_text(html)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,70 @@
+"""The report's plots (matplotlib, Agg): training curves and closed-loop results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {"network": "#d62728", "expert": "#2ca02c", "fleet (humans)": "#7f7f7f"}
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def training_curves(metrics: list[dict], path: Path) -> Path | None:
+    """Loss (train and held-out, where logged) against step."""
+    train = [m for m in metrics if "loss" in m and "step" in m]
+    if not train:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    ax.plot([m["step"] for m in train], [m["loss"] for m in train], label="train loss", lw=1.2)
+    for key, style in (("val_loss", "o-"), ("heldout_loss", "o-")):
+        pts = [m for m in metrics if key in m]
+        if pts:
+            ax.plot([m["step"] for m in pts], [m[key] for m in pts], style, label=key.replace("_", " "))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("training")
+    return _save(fig, path)
+
+
+def closed_loop_bars(summary: dict[str, dict], path: Path) -> Path:
+    """Driving score (with CI) and collisions per km for each driver."""
+    names = list(summary)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    colors = [COLORS.get(n, "#1f77b4") for n in names]
+    scores = [summary[n]["score"] for n in names]
+    lo = [summary[n]["score"] - summary[n]["score_ci"][0] for n in names]
+    hi = [summary[n]["score_ci"][1] - summary[n]["score"] for n in names]
+    a1.bar(names, scores, yerr=[lo, hi], color=colors, capsize=3)
+    a1.set_ylabel("driving score (95% CI)")
+    a1.set_ylim(0, 1.05)
+    a2.bar(names, [summary[n]["collisions_per_km"] for n in names], color=colors)
+    a2.set_ylabel("collisions per km")
+    for ax in (a1, a2):
+        ax.tick_params(axis="x", rotation=35)
+        for lab in ax.get_xticklabels():
+            lab.set_ha("right")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("closed loop, held-out suite")
+    return _save(fig, path)
