@@ -86,10 +86,22 @@ def _bilinear(img: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
 def render_ego_view(env, camera: Camera) -> np.ndarray:
     """Render `env` (made with `camera.env_config()`, render_mode="rgb_array") ego-up.
 
-    Returns uint8 RGB [camera.height, camera.width, 3].
+    Returns uint8 RGB [camera.height, camera.width, 3]. Rotation is done on the rendered
+    pygame surface (nearest pixel, in C); `Camera.view` does the same on an array.
     """
+    import pygame
+
     base = env.unwrapped
-    top = base.render()
-    if top is None:
-        raise RuntimeError("the env renders nothing: make it with render_mode='rgb_array'")
-    return camera.view(top, float(base.vehicle.heading))
+    if base.viewer is None:
+        base.render()
+    viewer = base.viewer
+    viewer.display()
+    surface = viewer.sim_surface
+    # pygame rotates counter-clockwise; the heading is clockwise from +x; "up" is -90 deg.
+    angle = math.degrees(float(base.vehicle.heading)) + 90.0
+    rotated = pygame.transform.rotate(surface, angle)
+    cx, cy = rotated.get_width() / 2.0, rotated.get_height() / 2.0
+    left = int(round(cx - camera.width / 2.0))
+    top = int(round(cy - camera.ego_row * camera.height))
+    crop = rotated.subsurface((left, top, camera.width, camera.height))
+    return np.ascontiguousarray(np.moveaxis(pygame.surfarray.array3d(crop), 0, 1))

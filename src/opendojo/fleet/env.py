@@ -107,6 +107,9 @@ def driven_env_class(base: type) -> type:
         def _reset(self) -> None:
             super()._reset()
             ego = self.vehicle
+            start = self.config.get("ego_longitudinal")
+            if start is not None:
+                _move_back(self.road, ego, float(start))
             destinations = self.config.get("ego_destinations")
             if destinations:
                 ego.plan_route_to(destinations[int(self.np_random.integers(len(destinations)))])
@@ -117,6 +120,16 @@ def driven_env_class(base: type) -> type:
     Driven.__name__ = Driven.__qualname__ = f"Driven{base.__name__}"
     _DRIVEN[base] = Driven
     return Driven
+
+
+def _move_back(road, ego, longitudinal: float) -> None:
+    """Put the ego `longitudinal` m along its lane (a longer run-up to the junction)."""
+    lane = ego.lane
+    ego.position = lane.position(longitudinal, 0.0)
+    ego.heading = lane.heading_at(longitudinal)
+    ego.on_state_update()
+    road.vehicles = [v for v in road.vehicles
+                     if v is ego or np.linalg.norm(v.position - ego.position) > 15.0]
 
 
 def route_command_of(ego) -> tuple[str, tuple | None]:

@@ -41,6 +41,7 @@ COMMON_CONFIG: dict = {
     "render_agent": True,
     "ego_destinations": None,   # opendojo: exits the ego may be routed to (None: env's own)
     "rare_event": None,         # opendojo: one of RARE_EVENTS, injected after reset
+    "ego_longitudinal": None,   # opendojo: move the ego back to this position on its lane [m]
 }
 
 
@@ -69,11 +70,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
     Scenario("merge", "merge-v0", {}, ("stalled_vehicle", "cut_in"),
              "2-lane highway with an on-ramp merging into it"),
     Scenario("roundabout", "roundabout-v0",
-             {"ego_destinations": ["exr", "nxr", "wxr"]}, ("stalled_vehicle",),
+             {"ego_destinations": ["exr", "nxr", "wxr"], "ego_longitudinal": 20.0},
+             ("stalled_vehicle",),
              "two-lane roundabout; the ego enters from the south and takes one of 3 exits"),
     Scenario("intersection", "intersection-v0",
              {"destination": None, "initial_vehicle_count": 8, "spawn_probability": 0.08,
-              "simulation_frequency": 10},
+              "simulation_frequency": 10, "ego_longitudinal": 25.0},
              ("pedestrian",), "4-way intersection; the ego turns left, right or goes straight"),
 ]}
 
