@@ -12,3 +12,6 @@ __all__ = [
     "ROUNDING_MODES", "CFloatError", "CFloatFormat", "Flags", "get_format",
     "DelayedBias", "amax_of", "bias_for_amax",
 ]
+from .training import PRECISIONS, apply_precision  # noqa: E402
+
+__all__ += ["PRECISIONS", "apply_precision"]
