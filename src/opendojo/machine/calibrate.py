@@ -72,22 +72,23 @@ def measure(threads: int | None = 1, quick: bool = False) -> dict:
     out["memory_bandwidth"] = mem[MEM_SIZES[-1]]
 
     conv = {}
-    for c in CONV_CHANNELS:
+    for stride in (1, 2):
+      for c in CONV_CHANNELS:
         for rows in CONV_ROWS:
             side = max(2, int(round((rows / 4) ** 0.5)))
             nb = max(1, rows // (side * side))
             flops = 3 * 2 * 9 * c * c * nb * side * side
-            if flops > MAX_CELL_FLOPS * (0.25 if quick else 1):
+            if flops > MAX_CELL_FLOPS * (0.25 if quick else 1) / stride:
                 continue
-            layer = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
-            x = torch.randn(nb, c, side, side, requires_grad=True)
+            layer = torch.nn.Conv2d(c, c, 3, stride=stride, padding=1, bias=False)
+            x = torch.randn(nb, c, side * stride, side * stride, requires_grad=True)
 
             def step():
                 y = layer(x)
                 y.backward(torch.ones_like(y))
 
             t = _timeit(step, min_time, 3)
-            conv[(c, nb * side * side)] = flops / t
+            conv[(stride, c, nb * side * side)] = flops / t
     out["conv_table"] = conv
     out["threads"] = torch.get_num_threads()
     return out
@@ -108,8 +109,8 @@ def host_levels(m: dict) -> dict:
     }
     for size, bw in m["memory_bandwidth_curve"].items():
         figures[f"memory_bandwidth_at_{size}"] = {**fig(bw, "B/s"), "additive": False}
-    for (c, rows), rate in m["conv_table"].items():
-        figures[f"conv_flops_c{c}_m{rows}"] = {**fig(rate, "FLOP/s"), "additive": False}
+    for (stride, c, rows), rate in m["conv_table"].items():
+        figures[f"conv_flops_s{stride}_c{c}_m{rows}"] = {**fig(rate, "FLOP/s"), "additive": False}
     return {"host": {"title": f"this machine ({platform.node()})", "family": "host",
                      "figures": figures}}
 

@@ -148,13 +148,15 @@ class HostTables:
         # keyed by total bytes of the op (the benchmark moved 3 tensors of `size`)
         self.mem_x = [math.log(3 * s) for s, _ in mem]
         self.mem_t = [3 * s / bw for s, bw in mem]   # seconds beyond the fixed cost
-        conv: dict[int, list[tuple[int, float]]] = {}
-        for k, v in figs.items():
-            if m := re.fullmatch(r"conv_flops_c(\d+)_m(\d+)", k):
-                conv.setdefault(int(m.group(1)), []).append((int(m.group(2)), v))
-        self.conv_c = sorted(conv)
-        self.conv = {c: sorted(v) for c, v in conv.items()}
-        if not self.conv_c or not mem:
+        self.tables: dict[int, tuple[list[int], dict[int, list[tuple[int, float]]]]] = {}
+        for stride in (1, 2):
+            conv: dict[int, list[tuple[int, float]]] = {}
+            for k, v in figs.items():
+                if (m := re.fullmatch(r"conv_flops_s(\d+)_c(\d+)_m(\d+)", k)) and int(m.group(1)) == stride:
+                    conv.setdefault(int(m.group(2)), []).append((int(m.group(3)), v))
+            if conv:
+                self.tables[stride] = (sorted(conv), {c: sorted(v) for c, v in conv.items()})
+        if 1 not in self.tables or not mem:
             raise MachineError("the host spec lacks calibration tables; run `dojo machine calibrate`")
 
     @staticmethod
@@ -176,13 +178,16 @@ class HostTables:
         per_byte = [t / math.exp(x) for x, t in zip(xs, self.mem_t)]
         return nbytes * self._interp(xs, per_byte, math.log(nbytes))
 
-    def conv_rate(self, channels: float, rows: float) -> float:
-        """Conv FLOP/s at (channels, output positions): bilinear in log-log over the table."""
+    def conv_rate(self, channels: float, rows: float, stride: int = 1) -> float:
+        """Conv FLOP/s at (channels, output positions): bilinear in log-log over the table of
+        the stride (stride 1's table for strides without one)."""
+        conv_c, conv = self.tables.get(stride, self.tables[1])
+
         def rate_at(c: int) -> float:
-            pts = self.conv[c]
+            pts = conv[c]
             return math.exp(self._interp([math.log(m) for m, _ in pts],
                                          [math.log(r) for _, r in pts], math.log(max(rows, 1))))
-        cs = self.conv_c
+        cs = conv_c
         lc = [math.log(c) for c in cs]
         vals = [math.log(rate_at(c)) for c in cs]
         return math.exp(self._interp(lc, vals, math.log(max(channels, 1))))
@@ -219,7 +224,7 @@ def _op_time(o, m: Machine, bw: float, tables: HostTables | None) -> float:
         if o.kind == "view":
             return tables.overhead
         if o.kind == "conv":
-            return o.flops / tables.conv_rate(o.channels, o.rows / 1.0)
+            return o.flops / tables.conv_rate(o.channels, o.rows, o.stride)
         if o.kind == "matmul":
             return tables.overhead + max(o.flops / tables.matmul, tables.memory_time(o.bytes))
         return tables.overhead + tables.memory_time(o.bytes)
@@ -229,6 +234,11 @@ def _op_time(o, m: Machine, bw: float, tables: HostTables | None) -> float:
     t_mem = o.bytes * scale / (bw * m.memory_efficiency)
     t_cmp = o.flops / (m.peak_flops * m.compute_efficiency) if o.flops else 0.0
     return m.op_overhead_s + max(t_cmp, t_mem)
+
+
+def batch_for(machine: Machine, samples_per_pflops: float) -> int:
+    """Samples per unit per step, in proportion to the unit's peak (A10 in docs)."""
+    return max(1, round(samples_per_pflops * machine.peak_flops / 1e15))
 
 
 def predict(workload: Workload, machine: Machine, batch_per_unit: int | None = None,
@@ -251,7 +261,12 @@ def predict(workload: Workload, machine: Machine, batch_per_unit: int | None = N
                                f"{m.fast_bytes / 1e9:.0f} GB; use a smaller batch per GPU")
     phase = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
     for o in w.ops:
+        if tables is None and o.phase == "optimizer":
+            continue
         phase[o.phase] += _op_time(o, m, bw, tables)
+    if tables is None:  # accelerators run a fused optimizer: one pass over its bytes (A9)
+        opt_bytes = sum(o.bytes for o in w.ops if o.phase == "optimizer" and o.kind != "view")
+        phase["optimizer"] = m.op_overhead_s + opt_bytes / (bw * m.memory_efficiency)
     comm = allreduce_time(w.grad_bytes, m.levels) if m.n_units > 1 else 0.0
     exposed = max(0.0, comm - m.overlap * phase["backward"])
     step = phase["forward"] + phase["backward"] + phase["optimizer"] + exposed

@@ -34,6 +34,7 @@ class Op:
     bytes: float        # bytes read + written (fp32 as traced)
     channels: float = 0.0   # conv: geometric mean of in/out channels (for the host's conv table)
     rows: float = 0.0       # conv: output positions per channel group N*H*W (the GEMM "M")
+    stride: int = 1         # conv: stride (the host's conv table has stride 1 and 2)
 
 
 @dataclass
@@ -135,7 +136,9 @@ def _trace(model, inputs: tuple, loss_fn: Callable, optimizer) -> tuple[list[Op]
                 kind = ("conv" if name in CONV_OPS else "matmul" if name in MATMUL_OPS
                         else "memory")
             channels = rows = 0.0
+            stride = 1
             if kind == "conv":
+                stride = int((args[3] if name == "convolution" else args[6])[0])
                 w = args[1] if name == "convolution" else args[2]
                 y = out if name == "convolution" else args[0]
                 groups = args[8] if name == "convolution" else args[9]
@@ -143,7 +146,7 @@ def _trace(model, inputs: tuple, loss_fn: Callable, optimizer) -> tuple[list[Op]
                 channels = float((cin * cout) ** 0.5)
                 rows = float(y.numel() / y.shape[1])
             ops.append(Op(name, kind, state["phase"], _leaf(tracker.parents), flops, nbytes,
-                          channels, rows))
+                          channels, rows, stride))
             return out
 
     tracker = ModuleTracker()
