@@ -127,7 +127,8 @@ def plot_comparison(rows: list[Comparison], curves: dict[str, list[tuple[float, 
     ref = rows[0]
     labels, vals, cols = [f"{ref.machine}\n(reference)"], [ref.prediction.frames_per_s / 1e6], [colours.get(ref.machine, "grey")]
     for r in rows[1:]:
-        labels.append(f"{r.machine}\n{r.basis}\n{r.n_units:,} GPUs")
+        basis = "power" if r.basis == "equal power" else "peak"
+        labels.append(f"{r.machine.split('_')[0]}\n= {basis}\n{r.n_units:,}")
         vals.append(r.prediction.frames_per_s / 1e6)
         cols.append(colours.get(r.machine, "grey"))
     bars = b.bar(range(len(vals)), vals, color=cols)
