@@ -148,41 +148,32 @@ def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
 
 
 def _open_loop(store, dataset: str, train_dir: Path) -> dict:
-    try:
-        from opendojo.evaluate.open_loop import evaluate_open_loop
-    except ImportError:
-        return {}
-    res = evaluate_open_loop(store, dataset, train_dir)
-    return res
+    from opendojo.evaluate.open_loop import evaluate_open_loop
+    from opendojo.train.dataset import load_dataset
+
+    res = evaluate_open_loop(train_dir, store, load_dataset(store, dataset).clips("heldout"))
+    p, cv = res["policy"], res["constant_velocity"]
+    console.print(f"held-out ADE {p['ade']:.2f} m (constant velocity {cv['ade']:.2f} m), "
+                  f"FDE {p['fde']:.2f} m ({cv['fde']:.2f} m) over {res['samples']} samples")
+    return {"columns": ["ade_m", "fde_m", "accel_mae", "steering_mae"],
+            "rows": {"network": {"ade_m": p["ade"], "fde_m": p["fde"], "accel_mae": p["accel_mae"],
+                                 "steering_mae": p["steering_mae"]},
+                     "constant velocity": {"ade_m": cv["ade"], "fde_m": cv["fde"],
+                                           "accel_mae": "–", "steering_mae": "–"}},
+            "raw": res}
 
 
 def _closed_loop(cfg: DemoConfig, store, run: Path) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from opendojo.evaluate.closed_loop import check_held_out, evaluate, suite
-    from opendojo.evaluate.scoring import summarize
-    from opendojo.fleet.drivers import HUMAN_PROFILES
-    from opendojo.train.checkpoint import resolve
+    from opendojo.evaluate.closed_loop import evaluate_suite
 
-    items = suite(cfg.episodes_per_item)
-    check_held_out(store, items)
-    ckpt = str(resolve(run / "train"))
-    drivers = {"network": ("network", (ckpt, cfg.control)), "expert": ("profile", "expert")}
-    drivers.update({p: ("profile", p) for p in HUMAN_PROFILES})
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("episodes", total=len(items) * len(drivers))
-        episodes = evaluate(drivers, items, workers=cfg.workers, duration_s=cfg.episode_s,
-                            progress=lambda i, n: bar.update(task, completed=i))
-    by: dict[str, list] = {}
-    for e in episodes:
-        by.setdefault(e.driver, []).append(e)
-    summary = {d: summarize(by[d]) for d in drivers}
-    summary["fleet (humans)"] = summarize([e for p in HUMAN_PROFILES for e in by[p]])
-    order = ["network", "expert", "fleet (humans)", *HUMAN_PROFILES]
-    return {"summary": {k: summary[k] for k in order}, "checkpoint": ckpt,
-            "seeds": f"{items[0].seed}..{items[-1].seed}",
-            "episodes": [e.to_dict() for e in episodes]}
+        task = bar.add_task("episodes", total=None)
+        return evaluate_suite(run / "train", store, cfg.episodes_per_item, cfg.workers,
+                              cfg.episode_s, cfg.control,
+                              progress=lambda i, n: bar.update(task, completed=i, total=n))
 
 
 def _print_closed(summary: dict) -> None:

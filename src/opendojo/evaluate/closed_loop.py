@@ -282,3 +282,44 @@ def evaluate(drivers: dict[str, tuple], items: list[SuiteItem], workers: int = 2
             pool.join()
     out.sort(key=lambda e: (e.driver, e.scenario, e.rare_event, e.seed))
     return out
+
+
+def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item: int = 2,
+                   workers: int = 2, duration_s: float = 15.0, control: str = "trajectory",
+                   baselines: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+    """The held-out suite for the network (if `checkpoint`), the expert and every human profile.
+
+    Returns {"summary": {driver: suite figures, ..., "fleet (humans)": pooled humans},
+    "episodes": [...], "seeds": "a..b", "checkpoint": path}. With a store, the suite's
+    seeds are checked against its clips first.
+    """
+    from opendojo.evaluate.scoring import summarize
+    from opendojo.fleet.drivers import HUMAN_PROFILES
+
+    items = suite(episodes_per_item)
+    if store is not None:
+        check_held_out(store, items)
+    drivers: dict[str, tuple] = {}
+    ckpt = None
+    if checkpoint is not None:
+        from opendojo.train.checkpoint import resolve
+
+        ckpt = str(resolve(checkpoint))
+        load_network(ckpt)  # a bad checkpoint fails here, in one line, before any worker starts
+        drivers["network"] = ("network", (ckpt, control))
+    if baselines:
+        drivers["expert"] = ("profile", "expert")
+        drivers.update({p: ("profile", p) for p in HUMAN_PROFILES})
+    if not drivers:
+        raise DojoError("nothing to evaluate: give a checkpoint or keep the baselines")
+    episodes = evaluate(drivers, items, workers=workers, duration_s=duration_s, progress=progress)
+    by: dict[str, list] = {}
+    for e in episodes:
+        by.setdefault(e.driver, []).append(e)
+    summary = {d: summarize(by[d]) for d in drivers}
+    if baselines:
+        summary["fleet (humans)"] = summarize([e for p in HUMAN_PROFILES for e in by[p]])
+        order = [d for d in ("network", "expert", "fleet (humans)") if d in summary] + list(HUMAN_PROFILES)
+        summary = {k: summary[k] for k in order}
+    return {"summary": summary, "checkpoint": ckpt, "seeds": f"{items[0].seed}..{items[-1].seed}",
+            "episodes": [e.to_dict() for e in episodes]}
