@@ -315,8 +315,26 @@ def _encode_table(x32: torch.Tensor, fmt: CFloatFormat, bias: int) -> torch.Tens
         mag, _ = _encode_magnitude(rx, fmt, bias, None)
         table = fmt._finish(rx, mag).to(x32.device)
         _ENCODE_TABLES[key] = table
+    if _COMPILED["on"]:
+        if _COMPILED["fn"] is None:
+            _COMPILED["fn"] = torch.compile(_table_lookup, dynamic=True)
+        return _COMPILED["fn"](x32, table)
+    return _table_lookup(x32, table)
+
+
+def _table_lookup(x32: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     bits = x32.view(torch.int32)
     idx = (bits >> _TABLE_SHIFT) & ((1 << _TABLE_BITS) - 1)
     jam = (bits & ((1 << _TABLE_SHIFT) - 1)).clamp_(max=1)
     idx |= jam
     return table[idx]
+
+
+_COMPILED: dict = {"on": False, "fn": None}
+
+
+def use_compiled_kernels(on: bool = True) -> None:
+    """Route 8-bit round-to-nearest encoding through torch.compile (one fused loop instead
+    of six eager passes; about 5x faster on CPU). The first call compiles (tens of seconds,
+    needs a C++ compiler on CPU); results are bit-identical to the eager path."""
+    _COMPILED["on"] = bool(on)
