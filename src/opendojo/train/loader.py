@@ -23,7 +23,7 @@ epoch. The batch order does not depend on the number of workers.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
@@ -158,8 +158,10 @@ class TrainLoader:
 
     def __init__(self, store, clip_ids: list[str], spec: LabelSpec, cfg: LoaderConfig,
                  rank: int = 0, world: int = 1):
-        self.store, self.cfg, self.rank, self.world = store, cfg, rank, world
         self.labels = ClipLabels(store, clip_ids, spec, cfg.frames, cfg.frame_stride)
+        # every rank needs at least one block: small datasets get smaller blocks
+        cfg = replace(cfg, block_clips=max(1, min(cfg.block_clips, len(self.labels.clip_ids) // world)))
+        self.store, self.cfg, self.rank, self.world = store, cfg, rank, world
         cat = store.catalog(columns=["clip_id", "n_frames", "fps"]).to_pylist()
         self.rows = {r["clip_id"]: r for r in cat if r["clip_id"] in self.labels.per_clip}
         self.steps_per_epoch = epoch_steps(self.labels, cfg, world)
