@@ -129,3 +129,12 @@ def test_network_driver_drives_from_camera_speed_and_command():
     assert seen and seen[0] == (torch.Size([1, 4, 64, 64, 3]), torch.uint8, (1,), (1,))
     assert len(rec["frames"]) == len(seen) and rec["predictions"][0].shape == (6, 2)
     assert ep.steps == len(seen) + 1 or ep.collision
+
+
+def test_fleet_seeds_never_reach_the_evaluation_range():
+    from opendojo.fleet.config import FleetConfig
+    from opendojo.fleet.generate import plan_clips
+
+    tasks = plan_clips(FleetConfig(clips=2000, seed=3))
+    assert max(t.seed for t in tasks) < EVAL_SEED_BASE
+    assert not {t.seed for t in tasks} & {i.seed for i in suite(3)}

@@ -25,7 +25,9 @@ import numpy as np
 from opendojo.errors import DojoError
 from opendojo.evaluate.scoring import Episode, episode_metrics
 
-EVAL_SEED_BASE = 9_000_000   # fleet episode seeds stay below this (see check_held_out)
+from opendojo.fleet.config import FLEET_SEED_LIMIT
+
+EVAL_SEED_BASE = FLEET_SEED_LIMIT  # fleet episode seeds stay below it (see check_held_out)
 REFERENCE_SPEED_SHARE = 0.7  # route length = share x speed limit x episode duration
 
 

@@ -6,6 +6,10 @@ from pydantic import Field, field_validator, model_validator
 
 from opendojo.config import StageConfig
 
+# Fleet episodes use simulator seeds below this; closed-loop evaluation uses seeds above it,
+# so no evaluation episode replays a training clip's scene.
+FLEET_SEED_LIMIT = 9_000_000
+
 SCENARIO_NAMES = ("highway_sparse", "highway_dense", "merge", "roundabout", "intersection")
 PROFILE_NAMES = ("expert", "aggressive", "timid", "distracted", "tailgater",
                  "erratic_lane_changer")

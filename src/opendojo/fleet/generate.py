@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opendojo.fleet.config import PROFILE_NAMES, FleetConfig
+from opendojo.fleet.config import FLEET_SEED_LIMIT, PROFILE_NAMES, FleetConfig
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def plan_clips(config: FleetConfig, fleet: list[FleetVehicle] | None = None):
     for i in range(config.clips):
         name = names[int(rng.choice(len(names), p=weights))]
         vehicle = fleet[int(rng.integers(len(fleet)))]
-        seed = int(rng.integers(0, 2**31 - 1))
+        seed = int(rng.integers(0, FLEET_SEED_LIMIT))
         driver_seed = int(rng.integers(0, 2**31 - 1))
         n_frames = int(round(rng.uniform(lo, hi) * config.fps))
         events = SCENARIOS[name].rare_events
