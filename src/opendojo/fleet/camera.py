@@ -83,11 +83,186 @@ def _bilinear(img: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def render_ego_view(env, camera: Camera) -> np.ndarray:
+# Side of a road tile in pixels: the region whose lane markings are laid out in one go.
+ROAD_TILE_PX = 384
+
+
+class _Region:
+    """Stands in for a `WorldSurface` while highway-env lays out a region's lane markings.
+
+    `LaneGraphics.display` reads only the surface's origin, scaling and size (to choose which
+    stripes to draw) and hands the stripes to `draw_stripes`, which `_StripeRecorder` overrides.
+    """
+
+    def __init__(self, origin: np.ndarray, scaling: float, size: int) -> None:
+        self.origin = origin
+        self.scaling = scaling
+        self.size = size
+        self.segments: list[tuple[float, float, float, float, int]] = []
+
+    def get_width(self) -> int:
+        return self.size
+
+    def get_height(self) -> int:
+        return self.size
+
+    def pix(self, length: float) -> int:
+        return int(length * self.scaling)
+
+
+def _stripe_recorder():
+    from highway_env.road.graphics import LaneGraphics
+
+    class _StripeRecorder(LaneGraphics):
+        """highway-env's lane drawing, whose `draw_stripes` keeps world coordinates.
+
+        The same stripes as `LaneGraphics.draw_stripes` (same clipping, same filter, same
+        width), recorded as (x1, y1, x2, y2, width) in metres instead of drawn in pixels.
+        """
+
+        @classmethod
+        def draw_stripes(cls, lane, surface, starts, ends, lats) -> None:
+            starts = np.clip(starts, 0, lane.length)
+            ends = np.clip(ends, 0, lane.length)
+            width = max(surface.pix(cls.STRIPE_WIDTH), 1)
+            for k, _ in enumerate(starts):
+                if abs(starts[k] - ends[k]) > 0.5 * cls.STRIPE_LENGTH:
+                    p = lane.position(starts[k], lats[k])
+                    q = lane.position(ends[k], lats[k])
+                    surface.segments.append((float(p[0]), float(p[1]),
+                                             float(q[0]), float(q[1]), width))
+
+    return _StripeRecorder
+
+
+class RoadTiles:
+    """The lane markings of one `Road`, laid out once by highway-env, drawn each frame.
+
+    Why not a cache of pixels: highway-env places every point at `int((x - origin) *
+    scaling)` from a window origin that moves by fractions of a pixel each frame, so a
+    pre-drawn road blitted at a whole-pixel offset puts lane lines one pixel off wherever its
+    sub-pixel phase and the frame's differ (on the merge scenario 4.5% of a frame's pixels).
+    What costs time in `RoadGraphics.display` is not the drawing but laying out the stripes
+    (a Python call to `lane.position` per stripe end, for every lane, every frame). So this
+    cache keeps the layout: for world-aligned tiles of `tile` pixels, highway-env's own
+    `LaneGraphics.display` lays out every lane's stripes over the tile (a region larger than
+    the window, so every stripe a frame draws is in the tiles it overlaps), kept in world
+    metres. A frame maps them to pixels with the window's origin exactly as `pos2pix` does,
+    and draws the ones that reach the window with `pygame.draw.line`: the same lines on the
+    same pixels as `RoadGraphics.display`.
+    """
+
+    def __init__(self, road, scaling: float, tile: int = ROAD_TILE_PX) -> None:
+        self.road = road
+        self.network = road.network
+        self.scaling = float(scaling)
+        self.tile = int(tile)
+        self.tiles: dict[tuple[int, int], np.ndarray] = {}
+        self._joined: tuple[tuple, np.ndarray] | None = None
+
+    def matches(self, road, scaling: float) -> bool:
+        return (self.road is road and self.network is road.network
+                and self.scaling == float(scaling))
+
+    def _tile(self, i: int, j: int) -> np.ndarray:
+        segs = self.tiles.get((i, j))
+        if segs is None:
+            recorder = _stripe_recorder()
+            origin = np.array([i, j], dtype=np.float64) * (self.tile / self.scaling)
+            region = _Region(origin, self.scaling, self.tile)
+            graph = self.network.graph
+            for _from in graph:
+                for _to in graph[_from]:
+                    for lane in graph[_from][_to]:
+                        recorder.display(lane, region)
+            segs = np.array(region.segments, dtype=np.float64).reshape(-1, 5)
+            self.tiles[(i, j)] = segs
+        return segs
+
+    def segments(self, surface) -> np.ndarray:
+        """[n, 5] (x1, y1, x2, y2, width) of the stripes of the tiles under `surface`."""
+        s, t = self.scaling, self.tile
+        ox, oy = float(surface.origin[0]) * s, float(surface.origin[1]) * s
+        w, h = surface.get_size()
+        keys = tuple((i, j)
+                     for j in range(math.floor(oy / t), math.floor((oy + h) / t) + 1)
+                     for i in range(math.floor(ox / t), math.floor((ox + w) / t) + 1))
+        if self._joined is None or self._joined[0] != keys:
+            segs = np.concatenate([self._tile(i, j) for i, j in keys])
+            # A stripe laid out by two tiles is drawn once.
+            self._joined = (keys, np.unique(segs, axis=0) if len(segs) else segs)
+        return self._joined[1]
+
+    def draw(self, surface) -> None:
+        """`RoadGraphics.display(road, surface)`: the ground, then the lane markings."""
+        import pygame
+
+        surface.fill(surface.GREY)
+        segs = self.segments(surface)
+        if not len(segs):
+            return
+        s = surface.scaling
+        ox, oy = surface.origin[0], surface.origin[1]
+        # WorldSurface.pix: int(length * scaling), length = coordinate - origin.
+        x1 = np.trunc((segs[:, 0] - ox) * s)
+        y1 = np.trunc((segs[:, 1] - oy) * s)
+        x2 = np.trunc((segs[:, 2] - ox) * s)
+        y2 = np.trunc((segs[:, 3] - oy) * s)
+        wd = segs[:, 4]
+        w, h = surface.get_size()
+        visible = ((np.maximum(x1, x2) >= -wd - 1) & (np.minimum(x1, x2) <= w + wd)
+                   & (np.maximum(y1, y2) >= -wd - 1) & (np.minimum(y1, y2) <= h + wd))
+        line, white = pygame.draw.line, surface.WHITE
+        for a, b, c, d, e in zip(x1[visible].astype(int).tolist(),
+                                 y1[visible].astype(int).tolist(),
+                                 x2[visible].astype(int).tolist(),
+                                 y2[visible].astype(int).tolist(),
+                                 wd[visible].astype(int).tolist()):
+            line(surface, white, (a, b), (c, d), e)
+
+
+def _road_tiles(base, surface) -> RoadTiles:
+    cache = getattr(base, "_opendojo_road_tiles", None)
+    if cache is None or not cache.matches(base.road, surface.scaling):
+        cache = RoadTiles(base.road, surface.scaling)
+        base._opendojo_road_tiles = cache
+    return cache
+
+
+def _draw_window(base, viewer) -> None:
+    """`EnvViewer.display`, its road drawn from the layout `RoadTiles` keeps.
+
+    Same window, same drawing order and the same highway-env calls for everything that moves:
+    trajectory (if any), road objects, agent display (if any), traffic, observation overlay.
+    """
+    from highway_env.envs.common.graphics import EnvViewer, ObservationGraphics
+    from highway_env.road.graphics import RoadGraphics
+    from highway_env.vehicle.graphics import VehicleGraphics
+
+    surface = viewer.sim_surface
+    surface.move_display_window_to(viewer.window_position())
+    _road_tiles(base, surface).draw(surface)
+    if viewer.vehicle_trajectory:
+        VehicleGraphics.display_trajectory(viewer.vehicle_trajectory, surface,
+                                           offscreen=viewer.offscreen)
+    RoadGraphics.display_road_objects(base.road, surface, offscreen=viewer.offscreen)
+    if EnvViewer.agent_display:
+        EnvViewer.agent_display(viewer.agent_surface, surface)
+    RoadGraphics.display_traffic(base.road, surface,
+                                 simulation_frequency=base.config["simulation_frequency"],
+                                 offscreen=viewer.offscreen)
+    ObservationGraphics.display(base.observation_type, surface)
+
+
+def render_ego_view(env, camera: Camera, cached_road: bool = True) -> np.ndarray:
     """Render `env` (made with `camera.env_config()`, render_mode="rgb_array") ego-up.
 
     Returns uint8 RGB [camera.height, camera.width, 3]. Rotation is done on the rendered
     pygame surface (nearest pixel, in C); `Camera.view` does the same on an array.
+
+    cached_road: draw the road from the lane markings laid out once per region and episode
+    (`RoadTiles`); False: highway-env's `EnvViewer.display` lays them out again every frame
+    (the reference the cached path is tested against, tests/test_fleet_render.py).
     """
     import pygame
 
@@ -95,7 +270,10 @@ def render_ego_view(env, camera: Camera) -> np.ndarray:
     if base.viewer is None:
         base.render()
     viewer = base.viewer
-    viewer.display()
+    if cached_road and viewer.enabled:
+        _draw_window(base, viewer)
+    else:
+        viewer.display()
     surface = viewer.sim_surface
     # pygame rotates counter-clockwise; the heading is clockwise from +x; "up" is -90 deg.
     angle = math.degrees(float(base.vehicle.heading)) + 90.0
