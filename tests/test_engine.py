@@ -121,3 +121,74 @@ def test_triggers_and_quality_tables_are_idempotent_and_per_driver(store):
     drivers = read_driver_quality(store)
     assert set(drivers) == {"d0", "d1"}
     assert drivers["d0"] > drivers["d1"]
+
+
+# -- embeddings, index, selection -------------------------------------------------------------
+
+from opendojo.engine.embeddings import fallback_embedding, read_embeddings, run_embed  # noqa: E402
+from opendojo.engine.index import ClipIndex, knn_self, near_duplicates, similar  # noqa: E402
+from opendojo.engine.select import Candidates, SelectionConfig, select  # noqa: E402
+
+
+def test_fallback_embedding_is_deterministic_and_separates_scenes():
+    a, b = moving_frames(30, 32, seed=1), moving_frames(30, 32, seed=1)
+    ea, eb = fallback_embedding(a), fallback_embedding(b)
+    assert ea.shape == (128,) and abs(np.linalg.norm(ea) - 1) < 1e-5
+    assert np.array_equal(ea, eb)
+    dark = (a // 4).astype(np.uint8)
+    dark[:, :, :16] = 200                                          # another scene layout
+    noisy = np.clip(a.astype(int) + np.random.default_rng(2).integers(-3, 4, a.shape), 0, 255).astype(np.uint8)
+    assert float(ea @ fallback_embedding(noisy)) > 0.95 > float(ea @ fallback_embedding(dark))
+
+
+def test_index_finds_neighbours_and_near_duplicates():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 16)).astype(np.float32)
+    x[1] = x[0] + 0.01 * rng.standard_normal(16)                  # a near copy of clip 0
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    idx = ClipIndex(x)
+    sims, nbr = knn_self(idx, x, 3)
+    assert nbr[0, 0] == 1 and nbr[1, 0] == 0 and not (nbr == np.arange(200)[:, None]).any()
+    prio = np.zeros(200)
+    prio[1] = 1.0                                                  # keep the more useful copy
+    dup = near_duplicates(sims, nbr, prio, 0.98)
+    assert dup.tolist().count(True) == 1 and dup[0]
+    ivf = ClipIndex(np.repeat(x, 20, 0) + 0.001, exact_limit=1000)  # IVF path
+    assert ivf.kind.startswith("ivf")
+
+
+def test_selection_respects_budget_prefers_triggers_and_good_drivers_and_spreads():
+    rng = np.random.default_rng(1)
+    n = 400
+    centres = rng.standard_normal((8, 32))
+    labels = rng.integers(0, 8, n)
+    x = (centres[labels] + 0.3 * rng.standard_normal((n, 32))).astype(np.float32)
+    frames = rng.integers(50, 150, n)
+    trig = [["hard_braking"] if i % 10 == 0 else [] for i in range(n)]
+    quality = np.where(np.arange(n) % 20 == 0, 0.05, 0.8)          # half the braking clips: bad drivers
+    cfg = SelectionConfig(budget=0.05, w_disagreement=0.0)
+    s = select(Candidates([f"c{i}" for i in range(n)], frames, x, trig, None, quality), cfg)
+    assert s.frames <= s.budget_frames == int(0.05 * frames.sum())
+    assert s.frames > 0.8 * s.budget_frames                         # the budget is used
+    chosen = [int(c[1:]) for c in s.clip_ids]
+    good_brake = [i for i in chosen if i % 10 == 0 and i % 20 != 0]
+    bad_brake = [i for i in chosen if i % 20 == 0]
+    assert len(good_brake) > 2 * max(1, len(bad_brake))
+    assert len(set(labels[chosen])) >= 6                            # spread over the clusters
+    assert all(e for e in s.explanations)
+    assert any("hard_braking" in e for e in s.explanations)
+    # the large-N path (k-means density, batched greedy) obeys the same budget
+    big = select(Candidates([f"c{i}" for i in range(n)], frames, x, trig, None, quality),
+                 cfg.model_copy(update={"exact_limit": 100, "exact_pool": 10, "batch": 8}))
+    assert 0.8 * big.budget_frames < big.frames <= big.budget_frames
+    assert big.stats["density"].startswith("kmeans")
+
+
+def test_embed_and_similar_on_a_store(store):
+    run_embed(store)
+    assert run_embed(store).num_rows == 0                           # idempotent
+    ids, vecs, name = read_embeddings(store)
+    assert len(ids) == 4 and vecs.shape == (4, 128) and name.startswith("fallback")
+    out = similar(store, ids[0], k=2)
+    assert len(out) == 2 and ids[0] not in [c for c, _ in out]
+    assert out[0][1] >= out[1][1]
