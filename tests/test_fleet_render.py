@@ -1,9 +1,13 @@
 """The camera's cached road (`RoadTiles`) draws what highway-env's full redraw draws.
 
-Tolerance: none. Over frames driven by the expert driver in every scenario (with a rare event
-where the scenario has one: obstacles and pedestrians are drawn over the road), the camera
-frame and highway-env's whole render window from the cached path equal, pixel for pixel,
-those of `EnvViewer.display` (which lays out every lane's stripes again each frame).
+Over frames driven by the expert driver in every scenario (with a rare event where the
+scenario has one: obstacles and pedestrians are drawn over the road), the camera frame from
+the cached path equals that of `EnvViewer.display` (which lays out every lane's stripes again
+each frame). Tolerance: per frame at most 0.1% of pixels differ (9 of 9,216) and the mean
+absolute difference is below 0.5; over the whole test at least 99.99% of pixels are equal.
+Why not zero: highway-env's stripe positions differ in the last bit with the window, so a
+stripe end exactly on a pixel boundary may round to either neighbour (seen: 1 pixel in 1,410
+frames of a fleet run; none in these frames, which are all bit-identical today).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def test_cached_road_render_equals_full_redraw(scenario):
     from opendojo.fleet.drivers import Driver
     from opendojo.fleet.env import make_env, step_command
 
+    equal = total = 0
     events = (None, *SCENARIOS[scenario].rare_events[:1])
     for seed, event in zip((5, 17), events + events[:1]):
         env = make_env(scenario, seed=seed, rare_event=event)
@@ -39,14 +44,19 @@ def test_cached_road_render_equals_full_redraw(scenario):
                 fast = render_ego_view(env, env.camera)
                 fast_window = _window(env)
                 diff = np.abs(slow.astype(np.int16) - fast.astype(np.int16))
-                assert np.array_equal(slow, fast), (
-                    f"{scenario} seed {seed} frame {i}: mean abs diff {diff.mean():.3f}, "
-                    f"{(diff.max(-1) == 0).mean():.4f} of pixels equal")
-                assert np.array_equal(slow_window, fast_window), f"{scenario} frame {i}"
+                same = diff.max(-1) == 0
+                msg = (f"{scenario} seed {seed} frame {i}: mean abs diff {diff.mean():.3f}, "
+                       f"{same.mean():.4f} of pixels equal")
+                assert same.mean() >= 0.999 and diff.mean() < 0.5, msg
+                window_same = (slow_window == fast_window).all(-1)
+                assert window_same.mean() >= 0.999, f"{scenario} frame {i}: whole window"
+                equal += int(same.sum())
+                total += same.size
                 for _ in range(2):  # 0.2 s between compared frames: 8 s of driving
                     step_command(env, *driver.command(env))
         finally:
             env.close()
+    assert equal >= 0.9999 * total
 
 
 def test_road_tiles_follow_a_new_episode():
@@ -61,6 +71,7 @@ def test_road_tiles_follow_a_new_episode():
         env.reset(seed=2)
         fast = render_ego_view(env, env.camera)
         assert env._opendojo_road_tiles is not first
-        assert np.array_equal(fast, render_ego_view(env, env.camera, cached_road=False))
+        slow = render_ego_view(env, env.camera, cached_road=False)
+        assert (fast == slow).all(-1).mean() >= 0.999
     finally:
         env.close()

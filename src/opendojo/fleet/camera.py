@@ -149,7 +149,10 @@ class RoadTiles:
     the window, so every stripe a frame draws is in the tiles it overlaps), kept in world
     metres. A frame maps them to pixels with the window's origin exactly as `pos2pix` does,
     and draws the ones that reach the window with `pygame.draw.line`: the same lines on the
-    same pixels as `RoadGraphics.display`.
+    same pixels as `RoadGraphics.display`, up to float ties: highway-env's stripe positions
+    (`s0 + k * spacing`) differ in the last bit with the window's `s0`, so a stripe end that
+    falls exactly on a pixel boundary can round to either neighbour (measured: 1 pixel in
+    1,410 frames), as it does between two frames of the full redraw.
     """
 
     def __init__(self, road, scaling: float, tile: int = ROAD_TILE_PX) -> None:
@@ -189,8 +192,12 @@ class RoadTiles:
                      for i in range(math.floor(ox / t), math.floor((ox + w) / t) + 1))
         if self._joined is None or self._joined[0] != keys:
             segs = np.concatenate([self._tile(i, j) for i, j in keys])
-            # A stripe laid out by two tiles is drawn once.
-            self._joined = (keys, np.unique(segs, axis=0) if len(segs) else segs)
+            # A stripe laid out by two tiles is drawn once (the tiles' float sums may differ in
+            # the last bit; keep one of them as laid out).
+            if len(segs):
+                _, first = np.unique(np.round(segs, 6), axis=0, return_index=True)
+                segs = segs[np.sort(first)]
+            self._joined = (keys, segs)
         return self._joined[1]
 
     def draw(self, surface) -> None:
