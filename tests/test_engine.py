@@ -192,3 +192,66 @@ def test_embed_and_similar_on_a_store(store):
     out = similar(store, ids[0], k=2)
     assert len(out) == 2 and ids[0] not in [c for c, _ in out]
     assert out[0][1] >= out[1][1]
+
+
+# -- shadow mode, curation, disengagements ------------------------------------------------------
+
+def _tiny_checkpoint(tmp_path):
+    import torch
+
+    from opendojo.train.checkpoint import save_checkpoint
+    from opendojo.train.model import PolicyConfig, PolicyNet
+
+    torch.manual_seed(0)
+    cfg = PolicyConfig(frames=2, image_size=32, width=4, stages=2, hidden=16)
+    model = PolicyNet(cfg)
+    save_checkpoint(tmp_path / "run" / "checkpoints", 1, model, None, {"model": cfg.to_dict()})
+    return tmp_path / "run"
+
+
+def test_offline_shadow_then_curate_makes_an_explained_dataset(store, tmp_path):
+    from opendojo.engine.curate import curate, parse_budget, read_selection
+    from opendojo.engine.shadow import read_disagreement, run_shadow
+    from opendojo.train.dataset import load_dataset
+
+    ckpt = _tiny_checkpoint(tmp_path)
+    t = run_shadow(store, ckpt, every=5)
+    assert t.num_rows == 4
+    assert run_shadow(store, ckpt, every=5).num_rows == 0          # same checkpoint: done
+    dis = read_disagreement(store)
+    assert len(dis) == 4 and all(np.isfinite(v) and v > 0 for v in dis.values())
+
+    run_triggers(store)
+    run_quality(store)
+    run_embed(store)
+    assert parse_budget("50%") == 0.5
+    sel = curate(store, "cur-1", SelectionConfig(budget=parse_budget("50%")), holdout=0.0)
+    assert 0 < sel.frames <= sel.budget_frames == 80
+    ds = load_dataset(store, "cur-1")
+    assert sorted(ds.splits["train"]) == sorted(sel.clip_ids)
+    rows = read_selection(store, "cur-1")
+    assert [r["clip_id"] for r in rows] == sel.clip_ids and all(r["explanation"] for r in rows)
+    from opendojo.errors import DatasetError
+    with pytest.raises(DatasetError):
+        curate(store, "cur-1", SelectionConfig(budget=0.5))
+
+
+def test_safety_driver_takes_over_and_the_takeover_clip_is_uploaded(tmp_path):
+    from opendojo.engine.disengage import SafetyRules, fleet_drive
+
+    store = ClipStore.create(tmp_path / "online")
+    ckpt = _tiny_checkpoint(tmp_path)
+    # a random network and a strict safety driver: a takeover is certain
+    out = fleet_drive(store, ckpt, mode="safety", episodes=1, duration_s=2.0,
+                      scenarios=["roundabout"], rules=SafetyRules(acc_gap=0.01, steer_gap=0.001,
+                                                                 patience=1, takeover_s=0.5))
+    assert out["takeovers"] >= 1 and out["uploaded"] == 1
+    row = tables.read(store, tables.DISENGAGEMENTS).to_pylist()[0]
+    assert row["clip_id"] == out["clip_ids"][0]
+    takeovers = row["takeover_frames"]
+    assert takeovers == sorted(takeovers) and all(r for r in row["reasons"])
+    # the expert drives exactly the 0.5 s (5 frames) after each takeover
+    expect = [any(t <= f < t + 5 for t in takeovers) for f in range(len(row["expert_driving"]))]
+    assert row["expert_driving"] == expect
+    assert len(row["network_acc"]) == store.row(row["clip_id"])["n_frames"]
+    assert store.row(row["clip_id"])["driver_id"] == "safety-driver"
