@@ -16,10 +16,10 @@ def _checkpoint(tmp_path, **kw):
     pc = PolicyConfig(frames=2, image_size=16, width=4, stages=2, hidden=16, **kw)
     torch.manual_seed(0)
     net = PolicyNet(pc)
-    for m in net.modules():               # non-trivial BatchNorm statistics
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    for m in net.modules():               # non-trivial normalisation parameters
+        if isinstance(m, torch.nn.GroupNorm):
+            m.weight.data.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-0.5, 0.5)
     save_checkpoint(tmp_path / "ck", 1, net, None, {"model": pc.to_dict()})
     return tmp_path / "ck" / "step-1.safetensors", net.eval(), pc
 

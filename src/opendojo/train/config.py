@@ -27,7 +27,7 @@ class TrainConfig(StageConfig):
     split: str = "train"
     steps: int = 300
     batch_size: int = 32              # global, over all ranks
-    lr: float = 2e-3
+    lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 20
     weight_decay: float = 0.01
@@ -37,7 +37,7 @@ class TrainConfig(StageConfig):
     checkpoint_every: int = 100
     log_every: int = 10
     workers: int = 1                  # loader worker processes per rank
-    block_clips: int = 8
+    block_clips: int = 16
     frame_stride: int = 1
     trajectory_weight: float = 1.0
     controls_weight: float = 1.0

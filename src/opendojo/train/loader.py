@@ -41,7 +41,7 @@ class LoaderConfig:
     frames: int = 4               # frame history per sample
     frame_stride: int = 1         # frames between history frames
     image_size: int = 96
-    block_clips: int = 8
+    block_clips: int = 16
     workers: int = 1
     prefetch: int = 4             # decoded clips queued per worker
     seed: int = 0

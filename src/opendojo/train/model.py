@@ -39,13 +39,21 @@ class PolicyConfig:
         return asdict(self)
 
 
+def _norm(c: int) -> nn.GroupNorm:
+    # GroupNorm, not BatchNorm: training batches come from a few clips at a time (the loader
+    # shuffles within blocks of clips), so batch statistics drift and BatchNorm's running
+    # estimates made eval-mode predictions far worse than train-mode ones. GroupNorm behaves
+    # the same in training, evaluation, export and under DDP.
+    return nn.GroupNorm(min(8, c), c)
+
+
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
+        _norm(cout),
         nn.ReLU(inplace=True),
         nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
+        _norm(cout),
         nn.ReLU(inplace=True),
     )
 
