@@ -8,8 +8,9 @@ are never mixed:
   the network's `frames` consecutive frames, resized as the network sees them), averaged
   and L2-normalised. Clips the network finds alike are close.
 - ``fallback:thumbnail-v1`` (before any network): each of 8 evenly spaced frames in grey,
-  area-averaged to 8x8 pixels, plus the 8x8 mean absolute difference to the next frame
-  (motion), centred per clip and projected to 128 dimensions by a fixed Gaussian matrix
+  area-averaged to 8x8 pixels (centred), the 8x8 mean absolute difference to the next
+  frame (motion) and the 8x8 share of road-user pixels (saturated colours: where the
+  other cars are), centred per clip and projected to 128 dimensions by a fixed Gaussian matrix
   (seed 0, Johnson-Lindenstrauss: distances are kept within a few percent), L2-normalised.
   It sees the scene layout (road shape, traffic density, where the other cars are) and how
   it moves, which is enough for near-duplicates and rarity; it knows nothing of driving.
@@ -63,7 +64,11 @@ def fallback_embedding(frames: np.ndarray) -> np.ndarray:
     nxt = np.minimum(idx + 1, n - 1)
     th = _grey_thumbs(frames[np.r_[idx, nxt]])
     still, after = th[:_SAMPLES], th[_SAMPLES:]
-    feat = np.concatenate([still.ravel(), 4.0 * np.abs(after - still).ravel()]).astype(np.float32)
+    f = frames[idx].astype(np.int16)
+    users = ((f.max(-1) - f.min(-1)) > 60).astype(np.float32)[..., None].repeat(3, -1)
+    occupied = _grey_thumbs((users * 255).astype(np.uint8))        # road users per cell
+    parts = [still - still.mean(), 4.0 * np.abs(after - still), 4.0 * occupied]
+    feat = np.concatenate([p.ravel() for p in parts]).astype(np.float32)
     feat -= feat.mean()
     v = feat @ _projection(feat.size)
     return _unit(v)

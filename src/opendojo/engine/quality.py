@@ -12,7 +12,8 @@ Per clip, `clip_features` measures (all rates per minute of driving, units in th
 | lane_changes_per_min| lane index changes                                           |
 | weaving_per_min     | `weaving` trigger events (two lane changes within 8 s)       |
 | collision           | 1 if the car was in a collision                              |
-| short_headway_share | share of moving frames with a time headway under 1 s         |
+| short_headway_share | share of the time spent following a car (time headway under  |
+|                     | 3 s) at a headway under 1 s: tailgating when following       |
 
 The headway comes from the video: in the ego-up camera (`opendojo.fleet.camera`; the car
 sits at `ego_row` of the height, facing up, `px_per_m` pixels per metre) the nearest
@@ -21,9 +22,11 @@ gap / speed is the time headway. A real camera needs a detector here; the princi
 the table) is the same.
 
 Each feature is divided by a reference scale (a value that is clearly bad driving) and
-weighted; the sum is the clip's `penalty`, and `score = exp(-penalty)` in (0, 1], 1 being
-flawless. A driver's penalty is the mean of their clips' penalties weighted by duration;
-their score is exp(-that). Scales and weights are fixed constants (`QualityConfig`), not
+weighted; the sum is the `penalty`, and `score = exp(-penalty / temperature)` in
+(0, 1], 1 being flawless (temperature 5: a fleet's good drivers land near 0.5, its worst
+near 0.1). A driver's penalty is the same sum over their pooled driving: event rates over all their
+minutes, collisions per clip, and tailgating over all their following time (a clip without
+a car ahead says nothing about headway, so clips are not averaged with equal say). Scales and weights are fixed constants (`QualityConfig`), not
 fitted to any ground truth.
 """
 
@@ -56,7 +59,9 @@ class QualityConfig(StageConfig):
         "harsh_brake_per_min": 1.0, "harsh_accel_per_min": 0.5, "jerk_rms": 1.0,
         "steer_rate_rms": 1.0, "lane_changes_per_min": 0.5, "weaving_per_min": 1.0,
         "collision": 2.0, "short_headway_share": 1.5})
+    temperature: float = Field(5.0, gt=0, description="score = exp(-penalty / temperature)")
     headway_s: float = Field(1.0, gt=0, description="time headway under which a frame counts as short")
+    following_s: float = Field(3.0, gt=0, description="time headway under which the car is following")
     px_per_m: float = Field(1.5, gt=0, description="camera pixels per metre (fleet camera)")
     ego_row: float = Field(0.75, gt=0, lt=1, description="ego's row, fraction of the height")
     lane_half_width_m: float = Field(1.5, gt=0, description="half width of the strip ahead searched")
@@ -118,10 +123,13 @@ def clip_features(tel: dict, frames: np.ndarray | None = None,
         "collision": float(np.asarray(tel["collision"], bool).any()),
         "short_headway_share": 0.0,
     }
+    f["following_frames"], f["short_frames"] = 0.0, 0.0
     if frames is not None and len(frames) == n:
         th = time_headway(frames, tel["speed"], cfg)
-        moving = ~np.isnan(th)
-        f["short_headway_share"] = float((th[moving] < cfg.headway_s).mean()) if moving.any() else 0.0
+        following = ~np.isnan(th) & (th < cfg.following_s)
+        f["following_frames"] = float(following.sum())
+        f["short_frames"] = float((th[following] < cfg.headway_s).sum())
+        f["short_headway_share"] = f["short_frames"] / f["following_frames"] if following.any() else 0.0
     return f
 
 
@@ -137,6 +145,8 @@ QUALITY_SCHEMA = pa.schema([
     ("driver_id", pa.string()),
     ("duration_s", pa.float32()),
     *[(k, pa.float32()) for k in FEATURES],
+    ("following_frames", pa.float32()),
+    ("short_frames", pa.float32()),
     ("penalty", pa.float32()),
     ("score", pa.float32()),
     ("code_version", pa.string()),
@@ -151,7 +161,7 @@ def quality_row(clip_id: str, driver_id: str, tel: dict, frames: np.ndarray | No
     p = penalty(f, cfg)
     n = len(tel["t"])
     return {"clip_id": clip_id, "driver_id": driver_id, "duration_s": n * dt_of(tel), **f,
-            "penalty": p, "score": float(np.exp(-p)), "code_version": code_version(),
+            "penalty": p, "score": float(np.exp(-p / cfg.temperature)), "code_version": code_version(),
             "computed_at": datetime.now(timezone.utc)}
 
 
@@ -176,7 +186,7 @@ def run_quality(store, clip_ids: Iterable[str] | None = None, cfg: QualityConfig
     table = pa.Table.from_pylist(rows, schema=QUALITY_SCHEMA)
     tables.upsert(store, tables.QUALITY, table)
     if rows or store.dataset(tables.DRIVER_QUALITY) is None:
-        write_driver_quality(store)
+        write_driver_quality(store, cfg)
     return table
 
 
@@ -191,36 +201,41 @@ DRIVER_SCHEMA = pa.schema([
 ])
 
 
-def driver_scores(clip_rows: pa.Table) -> pa.Table:
-    """Per driver: duration-weighted mean penalty (and features) over their clips."""
+def driver_scores(clip_rows: pa.Table, cfg: QualityConfig = QualityConfig()) -> pa.Table:
+    """Per driver: the penalty of their pooled driving (module docstring)."""
     d = clip_rows.to_pydict()
     out: dict[str, dict] = {}
     for i, drv in enumerate(d["driver_id"]):
         w = float(d["duration_s"][i])
-        acc = out.setdefault(drv, {"clips": 0, "w": 0.0, **{k: 0.0 for k in (*FEATURES, "penalty")}})
+        acc = out.setdefault(drv, {"clips": 0, "w": 0.0, "follow": 0.0, "short": 0.0,
+                                   **{k: 0.0 for k in FEATURES}})
         acc["clips"] += 1
         acc["w"] += w
-        for k in (*FEATURES, "penalty"):
+        acc["follow"] += float(d["following_frames"][i])
+        acc["short"] += float(d["short_frames"][i])
+        for k in FEATURES:
             acc[k] += w * float(d[k][i])
     rows = []
     for drv in sorted(out):
         a = out[drv]
         w = max(a["w"], 1e-9)
-        p = a["penalty"] / w
+        feats = {k: a[k] / w for k in FEATURES}           # rates over all their minutes
+        feats["short_headway_share"] = a["short"] / a["follow"] if a["follow"] else 0.0
+        p = penalty(feats, cfg)
         rows.append({"driver_id": drv, "clips": a["clips"], "minutes": a["w"] / 60.0,
-                     "penalty": p, "score": float(np.exp(-p)),
-                     **{k: a[k] / w for k in FEATURES}, "code_version": code_version()})
+                     "penalty": p, "score": float(np.exp(-p / cfg.temperature)),
+                     **feats, "code_version": code_version()})
     return pa.Table.from_pylist(rows, schema=DRIVER_SCHEMA)
 
 
-def write_driver_quality(store) -> pa.Table:
+def write_driver_quality(store, cfg: QualityConfig = QualityConfig()) -> pa.Table:
     """Recompute `driver_quality.lance` from all of `quality.lance` (replaced atomically)."""
     import lance
 
     clips = tables.read(store, tables.QUALITY)
     if clips is None:
         clips = QUALITY_SCHEMA.empty_table()
-    t = driver_scores(clips)
+    t = driver_scores(clips, cfg)
     lance.write_dataset(t, store._uri(tables.DRIVER_QUALITY), mode="overwrite")
     return t
 

@@ -31,11 +31,22 @@ def upsert(store, name: str, table: pa.Table, key: str = "clip_id") -> int:
     if ds is None:
         store._append(name, table)
         return table.num_rows
+    if set(ds.schema.names) != set(table.schema.names):
+        # the stage's columns changed (a newer code version): rewrite the table in the new
+        # schema, keeping other clips' rows (their new columns null until recomputed)
+        import pyarrow.compute as pc
+
+        old = ds.to_table()
+        old = old.filter(pc.invert(pc.is_in(old.column(key), value_set=table.column(key))))
+        cols = [old.column(f.name).cast(f.type) if f.name in old.column_names
+                else pa.nulls(old.num_rows, f.type) for f in table.schema]
+        merged = pa.concat_tables([pa.Table.from_arrays(cols, schema=table.schema), table])
+        lance.write_dataset(merged, store._uri(name), mode="overwrite")
+        return table.num_rows
     if ds.schema != table.schema:
         table = table.select(ds.schema.names).cast(ds.schema)
     (ds.merge_insert(key).when_matched_update_all().when_not_matched_insert_all()
        .execute(table))
-    del lance
     return table.num_rows
 
 
