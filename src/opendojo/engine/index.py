@@ -90,12 +90,16 @@ def near_duplicates(nbr_sims: np.ndarray, nbr_idx: np.ndarray, priority: np.ndar
 
 
 def similar(store, clip_id: str, k: int = 10) -> list[tuple[str, float]]:
-    """The k clips most like `clip_id` by embedding: [(clip_id, cosine similarity)]."""
+    """The k clips most like `clip_id` by embedding: [(clip_id, cosine similarity of the
+    embeddings centred on the store's mean)]."""
     from opendojo.engine.embeddings import read_embeddings
     from opendojo.errors import ClipNotFound
 
     store.row(clip_id)   # a clear error for an unknown id
+    from opendojo.engine.select import centred_unit
+
     ids, vecs, _ = read_embeddings(store)
+    vecs = centred_unit(vecs)
     pos = {c: i for i, c in enumerate(ids)}
     if clip_id not in pos:
         raise ClipNotFound(f"clip {clip_id} has no embedding yet (run `dojo engine embed`)")

@@ -14,6 +14,7 @@ embedding space (a k-NN density estimate; sparse regions are rare). Quality is t
 driver's quality score (`opendojo.engine.quality`): a hard brake by a good driver is worth
 learning from, the same by a tailgater much less.
 
+Embeddings are centred on the candidates' mean and re-normalised first (`centred_unit`).
 Then:
 1. near-duplicates (cosine >= `duplicate_cosine` to a kept clip of higher utility) are
    dropped;
@@ -79,6 +80,16 @@ class Selection:
     stats: dict = field(default_factory=dict)
 
 
+def centred_unit(vectors: np.ndarray) -> np.ndarray:
+    """Vectors minus their mean, scaled to unit length: cosine then measures how clips differ
+    from the typical clip (the network's ReLU features are all positive, which makes every
+    raw cosine close to 1 and every clip a "near-duplicate")."""
+    vec = np.asarray(vectors, np.float32)
+    vec = vec - vec.mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(vec, axis=1, keepdims=True)
+    return np.ascontiguousarray(vec / np.where(norms > 0, norms, 1.0))
+
+
 def percentile(x: np.ndarray) -> np.ndarray:
     """Percentile ranks in [0, 1]: 0 for the minimum (and NaN), 1 for the maximum."""
     from scipy.stats import rankdata
@@ -119,9 +130,7 @@ def select(c: Candidates, cfg: SelectionConfig = SelectionConfig(),
     frames = np.asarray(c.n_frames, np.int64)
     total = int(frames.sum())
     budget = int(math.floor(cfg.budget * total))
-    vec = np.ascontiguousarray(c.vectors, np.float32)
-    norms = np.linalg.norm(vec, axis=1, keepdims=True)
-    vec = vec / np.where(norms > 0, norms, 1.0)          # unit rows (distances assume it)
+    vec = centred_unit(c.vectors)
     if n == 0 or budget <= 0:
         return Selection([], [], [], 0, budget, total, {"candidates": n})
 
