@@ -37,7 +37,7 @@ import pyarrow as pa
 from opendojo import code_version
 from opendojo.engine import tables
 
-ONLINE_SEED_BASE = 8_000_000   # fleet seeds are below, closed-loop evaluation above 9,000,000
+from opendojo.fleet.config import ONLINE_SEED_BASE  # seed ranges: see opendojo.fleet.config
 
 DISENGAGEMENT_SCHEMA = pa.schema([
     ("clip_id", pa.string()),

@@ -25,9 +25,7 @@ import numpy as np
 from opendojo.errors import DojoError
 from opendojo.evaluate.scoring import Episode, episode_metrics
 
-from opendojo.fleet.config import FLEET_SEED_LIMIT
-
-EVAL_SEED_BASE = FLEET_SEED_LIMIT  # fleet episode seeds stay below it (see check_held_out)
+from opendojo.fleet.config import EVAL_SEED_BASE  # seed ranges: see opendojo.fleet.config
 REFERENCE_SPEED_SHARE = 0.7  # route length = share x speed limit x episode duration
 
 

@@ -6,9 +6,14 @@ from pydantic import Field, field_validator, model_validator
 
 from opendojo.config import StageConfig
 
-# Fleet episodes use simulator seeds below this; closed-loop evaluation uses seeds above it,
-# so no evaluation episode replays a training clip's scene.
-FLEET_SEED_LIMIT = 9_000_000
+# Simulator seed ranges, disjoint so that no closed-loop evaluation episode replays the scene
+# of a clip that could be trained on:
+#   [0, FLEET_SEED_LIMIT)                 the fleet's recorded clips
+#   [ONLINE_SEED_BASE, EVAL_SEED_BASE)    online shadow mode and safety-driver episodes
+#   [EVAL_SEED_BASE, ...)                 closed-loop evaluation only
+FLEET_SEED_LIMIT = 8_000_000
+ONLINE_SEED_BASE = FLEET_SEED_LIMIT
+EVAL_SEED_BASE = 9_000_000
 
 SCENARIO_NAMES = ("highway_sparse", "highway_dense", "merge", "roundabout", "intersection")
 PROFILE_NAMES = ("expert", "aggressive", "timid", "distracted", "tailgater",
