@@ -1,6 +1,6 @@
 """Data parallel: `dojo train --nproc 2` (torchrun, gloo on CPU) against one process with the
 same global batch, seed and steps. Prints one JSON object with both loss curves, their
-largest difference over the last half of training (relative to the 1-process loss) and
+mean loss over the last half of training and that difference in units of its standard error and
 each run's throughput.
 
     python benchmarks/ddp.py --store S --dataset D [--steps 120] [--batch-size 32]
@@ -37,13 +37,19 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="opendojo-ddp-"))
     one, two = run(1, args, tmp / "np1"), run(2, args, tmp / "np2")
     late = [i for i, m in enumerate(one) if m["step"] > args.steps // 2]
-    rel = [abs(two[i]["loss"] - one[i]["loss"]) / one[i]["loss"] for i in late]
+    a = [one[i]["loss_window"] for i in late]
+    b = [two[i]["loss_window"] for i in late]
     print(json.dumps({
         "benchmark": "ddp", "steps": args.steps, "global_batch": args.batch_size,
         "steps_logged": [m["step"] for m in one],
-        "loss_1proc": [round(m["loss"], 4) for m in one],
-        "loss_2proc": [round(m["loss"], 4) for m in two],
-        "max_rel_loss_diff_last_half": round(max(rel), 3),
+        "loss_1proc": [round(m["loss_window"], 4) for m in one],   # mean over each log window
+        "loss_2proc": [round(m["loss_window"], 4) for m in two],
+        "mean_loss_last_half_1proc": round(statistics.mean(a), 4),
+        "mean_loss_last_half_2proc": round(statistics.mean(b), 4),
+        # noise: the spread of one run's window means around their mean, over sqrt(n)
+        "noise_stderr_1proc": round(statistics.stdev(a) / len(a) ** 0.5, 4),
+        "diff_over_noise": round(abs(statistics.mean(a) - statistics.mean(b))
+                                 / max(1e-9, (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5), 2),
         "samples_per_s_1proc": round(statistics.median(m["samples_per_s"] for m in one[1:]), 1),
         "samples_per_s_2proc": round(statistics.median(m["samples_per_s"] for m in two[1:]), 1),
     }))

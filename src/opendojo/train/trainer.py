@@ -173,7 +173,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
 
     model.train()
     batches = iter(loader)
-    window_t, window_n, last = time.perf_counter(), 0, {}
+    window_t, window_n, window_loss, window_steps, last = time.perf_counter(), 0, 0.0, 0, {}
     bar = _progress(progress and rank == 0, step, cfg.steps)
     while step < cfg.steps:
         batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
@@ -188,9 +188,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         opt.step()
         step += 1
         window_n += batch["speed"].shape[0] * world
+        window_loss, window_steps = window_loss + loss.detach().float(), window_steps + 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             stats = torch.stack([loss.detach().float(), parts["trajectory_loss"], parts["controls_loss"],
-                                 parts["ade"], gnorm.detach().float()])
+                                 parts["ade"], gnorm.detach().float(), window_loss / window_steps])
             if world > 1:
                 torch.distributed.all_reduce(stats)
                 stats /= world
@@ -198,13 +199,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
             last = {"step": step, "loss": stats[0].item(), "trajectory_loss": stats[1].item(),
                     "controls_loss": stats[2].item(), "train_ade": stats[3].item(),
                     "grad_norm": stats[4].item(), "lr": lr_at(step - 1, cfg),
+                    "loss_window": stats[5].item(),   # mean loss over the steps since the last line
                     "samples_per_s": window_n / (now - window_t), "epoch": loader.epoch,
                     "world_size": world}
-            window_t, window_n = now, 0
+            window_t, window_n, window_loss, window_steps = now, 0, 0.0, 0
             if rank == 0:
                 with open(run_dir / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(last) + "\n")
-                for k in ("loss", "trajectory_loss", "controls_loss", "train_ade", "grad_norm", "lr",
+                for k in ("loss", "loss_window", "trajectory_loss", "controls_loss", "train_ade", "grad_norm", "lr",
                           "samples_per_s"):
                     writer.add_scalar(f"train/{k}", last[k], step)
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
