@@ -8,7 +8,7 @@ from typing import BinaryIO, Sequence
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import Interpolation, VideoReformatter
 
 # A keyframe every second at 10 fps: random access to any frame decodes at most 9 others.
 DEFAULT_GOP = 10
@@ -39,8 +39,11 @@ def encode_h264(frames: np.ndarray, fps: float, crf: int = 20, gop: int = DEFAUL
 
 def decode_rgb(source: str | BinaryIO, n_frames: int | None = None,
                indices: Sequence[int] | None = None, fps: float | None = None,
-               threads: int = 0) -> np.ndarray:
+               threads: int = 0, size: int | None = None) -> np.ndarray:
     """Decode a video to uint8 RGB [N, H, W, 3]: every frame, or only `indices` (in order given).
+
+    `size` scales frames to size x size (area averaging) inside the same swscale pass
+    that converts YUV to RGB, which costs next to nothing over the conversion itself.
 
     `n_frames` (if known) lets the whole-clip path fill a preallocated array. For indices,
     the decoder seeks to the keyframe before the first wanted frame and stops after the
@@ -53,30 +56,47 @@ def decode_rgb(source: str | BinaryIO, n_frames: int | None = None,
             stream.codec_context.thread_count = threads
         # One reformatter for the whole video: `frame.to_ndarray(format=...)` would build a
         # new swscale context for every frame, which costs more than decoding it.
-        rgb = _RGB()
+        rgb = _RGB(size)
         if indices is None:
             return _decode_all(container, stream, n_frames, rgb)
         return _decode_indices(container, stream, list(indices), fps, rgb)
 
 
 class _RGB:
-    """YUV -> packed RGB24 through one cached swscale context."""
+    """YUV -> packed RGB24 (optionally scaled) through one cached swscale context."""
 
-    def __init__(self):
+    def __init__(self, size: int | None = None):
         self._reformatter = VideoReformatter()
+        self._size = size
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+        if self._size is None:
+            return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+        return self._reformatter.reformat(frame, width=self._size, height=self._size, format="rgb24",
+                                          interpolation=Interpolation.AREA).to_ndarray()
 
 
-def _decode_all(container, stream, n_frames: int | None, rgb: _RGB) -> np.ndarray:
+def resize_rgb(frame: np.ndarray, size: int) -> np.ndarray:
+    """Scale one uint8 RGB frame to size x size with swscale's area averaging.
+
+    The same scaler `decode_rgb(..., size=)` uses, for frames that never were video (the
+    simulator's camera in closed loop), so a network sees the same kind of pixels.
+    """
+    if frame.shape[0] == size and frame.shape[1] == size:
+        return frame
+    f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    return f.reformat(width=size, height=size, interpolation=Interpolation.AREA).to_ndarray()
+
+
+def _decode_all(container, stream, n_frames: int | None, rgb: "_RGB") -> np.ndarray:
     frames = container.decode(stream)
     if n_frames is None:
         out = [rgb(f) for f in frames]
         if not out:
             raise ValueError("video has no frames")
         return np.stack(out)
-    out = np.empty((n_frames, stream.height, stream.width, 3), np.uint8)
+    h, w = (rgb._size, rgb._size) if rgb._size else (stream.height, stream.width)
+    out = np.empty((n_frames, h, w, 3), np.uint8)
     i = 0
     for f in frames:
         if i == n_frames:

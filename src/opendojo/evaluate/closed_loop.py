@@ -126,15 +126,10 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
 
 
 def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """The camera frame at the network's input size, resized as the training loader does."""
-    if frame.shape[0] == size and frame.shape[1] == size:
-        return frame
-    import torch
+    """The camera frame at the network's input size, scaled as the training loader's decoder does."""
+    from opendojo.clips.video import resize_rgb
 
-    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
-    mode = "area" if frame.shape[0] >= size else "bilinear"
-    x = torch.nn.functional.interpolate(x, size=(size, size), mode=mode)
-    return x.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    return resize_rgb(frame, size)
 
 
 def load_network(checkpoint: str | Path):

@@ -128,13 +128,10 @@ class ClipDecoder(Dataset):
 
     def __getitem__(self, clip_id: str) -> torch.Tensor:
         row = self.rows[clip_id]
-        frames = decode_rgb(self.store.video_source(clip_id), n_frames=row["n_frames"], threads=1)
+        # Scaling to the network's size happens in the decoder's own YUV->RGB pass (swscale).
+        frames = decode_rgb(self.store.video_source(clip_id), n_frames=row["n_frames"], threads=1,
+                            size=self.size)
         t = torch.from_numpy(frames)
-        if t.shape[1] != self.size or t.shape[2] != self.size:
-            x = t.permute(0, 3, 1, 2).float()
-            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="area"
-                                                if t.shape[1] >= self.size else "bilinear")
-            t = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         return t
 
 
