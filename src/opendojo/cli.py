@@ -60,6 +60,22 @@ def demo_cmd(
     run_demo(cfg)
 
 
+@app.command("loop")
+def loop_cmd(
+    rounds: int = typer.Option(3, help="Flywheel rounds."),
+    run_dir: str = typer.Option("runs/loop", help="Where the loop's files go (resumable)."),
+    seed: int = typer.Option(None, help="Seed of the whole loop."),
+    budget: str = typer.Option(None, help="Share of the pool's frames each round trains on, e.g. 40%."),
+    config: str = typer.Option(None, help="TOML file with a [loop] table."),
+) -> None:
+    """The flywheel: deploy in shadow mode, collect, select, label, retrain, evaluate; N rounds."""
+    from opendojo.config import load_config
+    from opendojo.loop import LoopConfig, run_loop
+
+    run_loop(load_config(LoopConfig, config, section="loop", rounds=rounds, run_dir=run_dir,
+                         seed=seed, budget=budget))
+
+
 def main() -> None:
     """Entry point of the `dojo` script."""
     try:

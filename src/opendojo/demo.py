@@ -118,9 +118,11 @@ def run_demo(cfg: DemoConfig) -> Path:
         _write_json(run / "open_loop.json", _open_loop(store, name, run / "train"))
 
     with stage("closed-loop evaluation: network vs expert vs fleet"):
+        from opendojo.evaluate.closed_loop import print_summary
+
         closed = _closed_loop(cfg, store, run)
         _write_json(run / "closed_loop.json", closed)
-        _print_closed(closed["summary"])
+        print_summary(closed["summary"])
 
     with stage("rollout videos and sample clips"):
         _media(cfg, store, run)
@@ -174,18 +176,6 @@ def _closed_loop(cfg: DemoConfig, store, run: Path) -> dict:
         return evaluate_suite(run / "train", store, cfg.episodes_per_item, cfg.workers,
                               cfg.episode_s, cfg.control,
                               progress=lambda i, n: bar.update(task, completed=i, total=n))
-
-
-def _print_closed(summary: dict) -> None:
-    from rich.table import Table
-
-    t = Table(title="closed loop, held-out suite")
-    for c in ("driver", "episodes", "km", "collisions/km", "driving score", "95% CI"):
-        t.add_column(c, justify="left" if c == "driver" else "right")
-    for name, s in summary.items():
-        t.add_row(name, str(s["episodes"]), f"{s['km']:.2f}", f"{s['collisions_per_km']:.2f}",
-                  f"{s['score']:.3f}", f"{s['score_ci'][0]:.3f}-{s['score_ci'][1]:.3f}")
-    Console().print(t)
 
 
 def _media(cfg: DemoConfig, store, run: Path) -> None:

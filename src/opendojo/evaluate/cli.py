@@ -17,14 +17,22 @@ def eval_cmd(
     dataset: str = typer.Option(None, "--dataset", help="dataset version (default: the run's)"),
     split: str = typer.Option("heldout", "--split"),
     out: Path = typer.Option(None, "--out", help="JSON file for the result (default: beside the checkpoint)"),
+    episodes: int = typer.Option(2, "--episodes", help="closed loop: episodes per scenario and rare event"),
+    workers: int = typer.Option(2, "--workers", help="closed loop: worker processes"),
+    duration: float = typer.Option(15.0, "--duration", help="closed loop: seconds per episode"),
+    control: str = typer.Option("trajectory", "--control",
+                                help="closed loop: follow the predicted 'trajectory' or apply the 'controls' head"),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines",
+                                   help="closed loop: also drive the expert and every human profile"),
 ) -> None:
-    """Evaluate a trained policy."""
-    from opendojo.errors import ConfigError, DojoError
+    """Evaluate a trained policy: open loop on held-out clips, or closed loop in the simulator."""
+    from opendojo.errors import ConfigError
 
     if open_loop == closed_loop:
         raise ConfigError("choose one of --open-loop or --closed-loop")
     if closed_loop:
-        raise DojoError("closed-loop evaluation is not built into `dojo eval` yet")
+        _closed_loop(checkpoint, store, out, episodes, workers, duration, control, baselines)
+        return
 
     from rich.progress import Progress
 
@@ -52,6 +60,29 @@ def eval_cmd(
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, out)
     print(json.dumps(result))
+
+
+def _closed_loop(checkpoint, store, out, episodes, workers, duration, control, baselines) -> None:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from opendojo.clips.store import ClipStore
+    from opendojo.evaluate.closed_loop import evaluate_suite, print_summary
+    from opendojo.train.checkpoint import read_meta, resolve
+
+    ckpt = resolve(checkpoint)
+    store = store or (read_meta(ckpt).get("train") or {}).get("store")
+    cs = ClipStore(store) if store else None   # to check the suite's seeds are held out
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("closed-loop episodes", total=None)
+        result = evaluate_suite(ckpt, cs, episodes, workers, duration, control, baselines,
+                                progress=lambda i, n: bar.update(task, completed=i, total=n))
+    print_summary(result["summary"])
+    out = out or ckpt.with_name(ckpt.stem + ".closed-loop.json")
+    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, out)
+    print(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

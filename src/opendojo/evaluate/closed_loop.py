@@ -318,3 +318,17 @@ def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item:
         summary = {k: summary[k] for k in order}
     return {"summary": summary, "checkpoint": ckpt, "seeds": f"{items[0].seed}..{items[-1].seed}",
             "episodes": [e.to_dict() for e in episodes]}
+
+
+def print_summary(summary: dict) -> None:
+    """The suite table: one row per driver."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="closed loop, held-out suite")
+    for c in ("driver", "episodes", "km", "collisions/km", "driving score", "95% CI"):
+        t.add_column(c, justify="left" if c == "driver" else "right")
+    for name, s in summary.items():
+        t.add_row(name, str(s["episodes"]), f"{s['km']:.2f}", f"{s['collisions_per_km']:.2f}",
+                  f"{s['score']:.3f}", f"{s['score_ci'][0]:.3f}-{s['score_ci'][1]:.3f}")
+    Console().print(t)

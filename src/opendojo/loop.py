@@ -1,0 +1,183 @@
+"""`dojo loop --rounds N`: the flywheel, round after round.
+
+Round 1 trains on a budgeted selection of the first fleet's clips. Each later round:
+
+1. deploy: the current network drives the simulated fleet with a safety driver (the
+   expert) who takes over when it gets unsafe; takeover clips are uploaded. It also runs
+   in shadow mode beside human drivers; clips where it disagrees are uploaded.
+2. collect: the fleet keeps driving (a fresh fleet seed) and its clips arrive too.
+3. engine: triggers, driver quality, embeddings (the current network's encoder), and
+   offline shadow disagreement over the new clips.
+4. select: a budgeted curation over everything in the store -> a new dataset version.
+5. label and retrain, starting from the previous round's weights.
+6. evaluate closed loop on the same held-out suite every round.
+
+Everything goes through the store and the run directory (`RUN_DIR/round-K/...`,
+`RUN_DIR/loop.json`), so a stopped loop resumes at the first unfinished round.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from pydantic import Field
+from rich.console import Console
+
+from opendojo.config import StageConfig
+
+console = Console(stderr=True)
+
+
+class LoopConfig(StageConfig):
+    run_dir: str = "runs/loop"
+    store: str = Field("", description="clip store (default: RUN_DIR/store)")
+    rounds: int = Field(3, ge=1)
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+    clips_first: int = Field(120, ge=10, description="fleet clips before round 1")
+    clips_per_round: int = Field(60, ge=0, description="new fleet clips each later round")
+    takeover_episodes: int = Field(10, ge=0, description="safety-driver episodes per round")
+    shadow_episodes: int = Field(5, ge=0, description="online shadow episodes per round")
+    budget: str = Field("40%", description="share of the pool's frames each round trains on")
+    steps_first: int = Field(800, ge=1)
+    steps_per_round: int = Field(400, ge=1)
+    image_size: int = 64
+    width: int = 16
+    episodes_per_item: int = Field(2, ge=1)
+    episode_s: float = 15.0
+
+    @property
+    def store_url(self) -> str:
+        return self.store or str(Path(self.run_dir) / "store")
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+def run_loop(cfg: LoopConfig) -> dict:
+    from opendojo.clips.store import ClipStore
+    from opendojo.fleet.config import FleetConfig
+    from opendojo.fleet.generate import generate
+
+    run = Path(cfg.run_dir)
+    state_path = run / "loop.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else \
+        {"config": cfg.model_dump(), "rounds": []}
+    done = len(state["rounds"])
+    if done:
+        console.print(f"resuming after round {done}")
+    generate(cfg.store_url, FleetConfig(clips=cfg.clips_first, workers=cfg.workers, seed=cfg.seed),
+             progress=True)
+    store = ClipStore(cfg.store_url)
+    previous = state["rounds"][-1]["checkpoint"] if done else None
+    baselines = state.get("baselines")
+    for k in range(done + 1, cfg.rounds + 1):
+        console.rule(f"[bold]flywheel round {k}/{cfg.rounds}")
+        t0 = time.perf_counter()
+        rdir = run / f"round-{k}"
+        info: dict = {"round": k}
+        if previous is not None:
+            info["deploy"] = _deploy(cfg, store, previous, k)
+            generate(cfg.store_url, FleetConfig(clips=cfg.clips_per_round, workers=cfg.workers,
+                                                seed=cfg.seed + k), progress=True)
+        info.update(_engine(store, previous))
+        info["dataset"], info["selection"] = _select(cfg, store, k)
+        info["train"] = _train(cfg, store, info["dataset"], rdir / "train", previous,
+                               cfg.steps_first if previous is None else cfg.steps_per_round)
+        previous = info["checkpoint"] = info["train"]["checkpoint"]
+        closed = _evaluate(cfg, store, previous, with_baselines=baselines is None)
+        if baselines is None:
+            baselines = state["baselines"] = {d: s for d, s in closed["summary"].items() if d != "network"}
+        info["closed_loop"] = closed["summary"]["network"]
+        _write_json(rdir / "closed_loop.json", closed)
+        info["seconds"] = round(time.perf_counter() - t0, 1)
+        state["rounds"].append(info)
+        _write_json(state_path, state)
+        s = info["closed_loop"]
+        console.print(f"round {k}: driving score {s['score']:.3f} "
+                      f"({s['score_ci'][0]:.3f}-{s['score_ci'][1]:.3f}), "
+                      f"{s['collisions_per_km']:.2f} collisions/km, trained on "
+                      f"{info['selection']['clips']} clips, in {info['seconds']:.0f} s")
+    from opendojo.report.build import build_report
+
+    _write_json(run / "run.json", {"name": run.name, "config": cfg.model_dump(),
+                                   "stages": {f"round {r['round']}": r["seconds"] for r in state["rounds"]}})
+    console.print(f"report: {build_report(run)}")
+    return state
+
+
+def _deploy(cfg: LoopConfig, store, checkpoint: str, k: int) -> dict:
+    from opendojo.engine.disengage import fleet_drive
+
+    out = {}
+    if cfg.takeover_episodes:
+        out["safety"] = fleet_drive(store, checkpoint, mode="safety", episodes=cfg.takeover_episodes,
+                                    seed=1000 * k, duration_s=cfg.episode_s)
+    if cfg.shadow_episodes:
+        out["shadow"] = fleet_drive(store, checkpoint, mode="shadow", episodes=cfg.shadow_episodes,
+                                    seed=1000 * k + 500, profile="aggressive", duration_s=cfg.episode_s)
+    console.print(f"deployed: {json.dumps({m: {x: v for x, v in s.items() if isinstance(v, (int, float))} for m, s in out.items()})}")
+    return out
+
+
+def _engine(store, checkpoint: str | None) -> dict:
+    from opendojo.engine.embeddings import run_embed
+    from opendojo.engine.quality import run_quality, write_driver_quality
+    from opendojo.engine.shadow import run_shadow
+    from opendojo.engine.triggers import run_triggers
+    from opendojo.label.hindsight import label_store
+
+    t = run_triggers(store)
+    q = run_quality(store)
+    write_driver_quality(store)
+    e = run_embed(store, checkpoint)
+    s = run_shadow(store, checkpoint) if checkpoint else None
+    lab = label_store(store)
+    return {"engine": {"triggered": t.num_rows, "quality": q.num_rows, "embedded": e.num_rows,
+                       "shadowed": 0 if s is None else s.num_rows, "labelled": lab["labelled"]}}
+
+
+def _select(cfg: LoopConfig, store, k: int) -> tuple[str, dict]:
+    from opendojo.engine.curate import curate, parse_budget
+    from opendojo.engine.select import SelectionConfig
+    from opendojo.train.dataset import list_datasets, load_dataset
+
+    name = f"loop-s{cfg.seed}-r{k}"
+    if name not in list_datasets(store):
+        sel = curate(store, name, SelectionConfig(budget=parse_budget(cfg.budget), seed=cfg.seed + k))
+        stats = {"clips": len(sel.clip_ids), "frames": sel.frames, "pool_frames": sel.total_frames}
+    else:
+        ds = load_dataset(store, name)
+        stats = {"clips": sum(len(v) for v in ds.splits.values())}
+    return name, stats
+
+
+def _train(cfg: LoopConfig, store, dataset: str, train_dir: Path, init_from: str | None, steps: int) -> dict:
+    from opendojo.train.config import ModelSettings, TrainConfig
+    from opendojo.train.trainer import train
+
+    tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, seed=cfg.seed,
+                     checkpoint_every=max(100, steps // 2), init_from=init_from or "",
+                     model=ModelSettings(image_size=cfg.image_size, width=cfg.width))
+    return train(tc, train_dir, resume=(train_dir / "checkpoints").is_dir(), progress=True)
+
+
+def _evaluate(cfg: LoopConfig, store, checkpoint: str, with_baselines: bool) -> dict:
+    from rich.progress import Progress
+
+    from opendojo.evaluate.closed_loop import evaluate_suite, print_summary
+
+    with Progress(transient=True, console=console) as bar:
+        task = bar.add_task("closed loop", total=None)
+        closed = evaluate_suite(checkpoint, store, cfg.episodes_per_item, cfg.workers, cfg.episode_s,
+                                baselines=with_baselines,
+                                progress=lambda i, n: bar.update(task, completed=i, total=n))
+    print_summary(closed["summary"])
+    return closed
