@@ -31,7 +31,10 @@ class DemoConfig(StageConfig):
     clips: int = Field(120, ge=10)
     workers: int = Field(2, ge=1)
     seed: int = 0
-    train_steps: int = Field(800, ge=1)
+    train_steps: int = Field(1600, ge=1)
+    keep_drivers: float = Field(0.6, gt=0, le=1,
+                                description="train on the clips of this best share of drivers "
+                                            "(driver quality from telemetry and video)")
     batch_size: int = 32
     lr: float = 2e-3
     image_size: int = 64
@@ -88,7 +91,7 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    stage = _Stages(7)
+    stage = _Stages(8)
     meta = {"name": run.name, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "code_version": code_version(), "config": cfg.model_dump(), "stages": stage.times}
 
@@ -107,9 +110,12 @@ def run_demo(cfg: DemoConfig) -> Path:
         res = label_store(store)
         console.print(f"{res['labelled']} clips labelled ({res['skipped']} already), "
                       f"{res['valid']} of {res['frames']} frames with a full horizon")
-        name = f"demo-s{cfg.seed}-n{cfg.clips}"
+
+    with stage("select: good drivers' clips (driver quality from telemetry and video)"):
+        name = f"demo-s{cfg.seed}-n{cfg.clips}-q{cfg.keep_drivers:g}"
         if name not in list_datasets(store):
-            create_dataset(store, name, holdout=0.2, seed=cfg.seed)
+            create_dataset(store, name, clip_ids=_good_drivers_clips(store, cfg.keep_drivers),
+                           holdout=0.2, seed=cfg.seed)
 
     with stage("train: the end-to-end video policy"):
         train_summary = _train(cfg, store, name, run / "train")
@@ -135,6 +141,29 @@ def run_demo(cfg: DemoConfig) -> Path:
     build_report(run)
     console.print(f"[bold green]demo done[/] in {sum(stage.times.values()):.0f} s: open {report}")
     return report
+
+
+def _good_drivers_clips(store, keep: float) -> list[str]:
+    """Collision-free clips of the best `keep` share of drivers by the engine's driver quality.
+
+    "More mediocre data does not improve driving; good drivers' data does." The quality
+    score comes from telemetry and video only (opendojo.engine.quality), never sim truth.
+    """
+    import numpy as np
+
+    from opendojo.engine.quality import read_driver_quality, run_quality, write_driver_quality
+
+    run_quality(store)
+    write_driver_quality(store)
+    scores = read_driver_quality(store)
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    good = set(ranked[: max(1, int(np.ceil(keep * len(ranked))))])
+    rows = store.catalog(columns=["clip_id", "driver_id"]).to_pylist()
+    ids = [r["clip_id"] for r in rows if r["driver_id"] in good
+           and not any(store.telemetry(r["clip_id"]).column("collision").to_pylist())]
+    console.print(f"{len(good)} of {len(ranked)} drivers kept; {len(ids)} of {len(rows)} clips "
+                  "(collision-free clips of those drivers)")
+    return ids
 
 
 def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
