@@ -26,8 +26,8 @@ from pathlib import Path
 CONFIGS = [  # (width, batch)
     (8, 4), (8, 16), (16, 4), (16, 16), (32, 4), (32, 16),
 ]
-ROUNDS = 3
-STEPS = 3
+ROUNDS = 5
+STEPS = 10
 
 
 def main() -> None:

@@ -107,7 +107,9 @@ def run_loop(cfg: LoopConfig) -> dict:
                       f"{info['selection']['clips']} clips, in {info['seconds']:.0f} s")
     from opendojo.report.build import build_report
 
-    _write_json(run / "run.json", {"name": run.name, "config": cfg.model_dump(),
+    from opendojo import code_version
+
+    _write_json(run / "run.json", {"name": run.name, "config": cfg.model_dump(), "code_version": code_version(),
                                    "stages": {f"round {r['round']}": r["seconds"] for r in state["rounds"]}})
     console.print(f"report: {build_report(run)}")
     return state

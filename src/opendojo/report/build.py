@@ -84,6 +84,24 @@ def build_report(run_dir: str | Path) -> Path:
                        ("rare event (sim truth)", stats["sim_truth"]["rare_event"])],
             "gifs": gifs("clips"),
         }
+    loop = _load(run / "loop.json")
+    rounds = None
+    if loop and loop.get("rounds"):
+        rounds = {"rows": [{"round": r["round"], "score": r["closed_loop"]["score"],
+                            "ci": r["closed_loop"]["score_ci"],
+                            "collisions_per_km": r["closed_loop"]["collisions_per_km"],
+                            "km": r["closed_loop"]["km"], "clips": r["selection"].get("clips"),
+                            "dataset": r["dataset"],
+                            "takeovers": ((r.get("deploy") or {}).get("safety") or {}).get("takeovers", "–"),
+                            "uploaded": sum(v.get("uploaded", 0) for v in (r.get("deploy") or {}).values()),
+                            "seconds": r["seconds"]} for r in loop["rounds"]],
+                  "baselines": loop.get("baselines") or {}}
+        if not closed and rounds["baselines"]:
+            last = json.loads((run / f"round-{loop['rounds'][-1]['round']}" / "closed_loop.json").read_text())
+            summary = {"network": last["summary"]["network"], **rounds["baselines"]}
+            plots["closed"] = closed_loop_bars(summary, assets / "closed_loop.png").relative_to(run).as_posix()
+            closed = {"summary": summary, "verdict": _verdict(summary), "seeds": last.get("seeds", ""),
+                      "by_scenario": {}, "by_scenario_drivers": []}
     train_meta = _load(run / "train" / "summary.json")
     env = Environment(loader=FileSystemLoader(Path(__file__).parent),
                       autoescape=select_autoescape(["html"]))
@@ -93,7 +111,7 @@ def build_report(run_dir: str | Path) -> Path:
              "total_s": sum((meta.get("stages") or {}).values()),
              "config_text": json.dumps({"config": meta.get("config"), "stages_s": meta.get("stages")},
                                        indent=2)},
-        closed=closed, open_loop=_load(run / "open_loop.json"), plots=plots, data=data,
+        closed=closed, open_loop=_load(run / "open_loop.json"), plots=plots, data=data, rounds=rounds,
         rollouts=gifs("rollouts"),
         training=(", ".join(f"{k}: {v}" for k, v in train_meta.items()) if train_meta else ""),
     )
