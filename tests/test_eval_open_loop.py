@@ -59,12 +59,12 @@ def test_metrics_against_labels_and_baseline(store, tmp_path):
     assert other["policy"]["ade"] != res["policy"]["ade"]
 
 
-def test_cli_refuses_closed_loop_and_training_split(store, tmp_path):
+def test_cli_refuses_bad_closed_loop_checkpoint_and_training_split(store, tmp_path):
     from opendojo.cli import app
-    from opendojo.errors import ConfigError, DojoError
+    from opendojo.errors import CheckpointError, ConfigError
 
     ck = _ckpt(tmp_path / "c", True)
-    r = CliRunner().invoke(app, ["eval", "--closed-loop", "--checkpoint", str(ck)])
-    assert isinstance(r.exception, DojoError) and "not built" in str(r.exception)
+    r = CliRunner().invoke(app, ["eval", "--closed-loop", "--checkpoint", str(tmp_path / "none")])
+    assert isinstance(r.exception, CheckpointError) and "no such checkpoint" in str(r.exception)
     r = CliRunner().invoke(app, ["eval", "--checkpoint", str(ck)])
     assert isinstance(r.exception, ConfigError)
