@@ -11,7 +11,6 @@ Defaults fit the whole job in about 10 minutes on a 2-core laptop.
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import Field
 from rich.console import Console
 
 from opendojo import code_version
+from opendojo.atomic import write_json as _write_json
 from opendojo.config import StageConfig
 
 console = Console(stderr=True)
@@ -71,13 +71,6 @@ class _Stages:
                     console.print(f"[green]✓[/] {name} in {stages.times[name]:.0f} s")
 
         return _Ctx()
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
 
 
 def run_demo(cfg: DemoConfig) -> Path:

@@ -19,13 +19,13 @@ Everything goes through the store and the run directory (`RUN_DIR/round-K/...`,
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from pydantic import Field
 from rich.console import Console
 
+from opendojo.atomic import write_json as _write_json
 from opendojo.config import StageConfig
 
 console = Console(stderr=True)
@@ -52,13 +52,6 @@ class LoopConfig(StageConfig):
     @property
     def store_url(self) -> str:
         return self.store or str(Path(self.run_dir) / "store")
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
 
 
 def run_loop(cfg: LoopConfig) -> dict:
