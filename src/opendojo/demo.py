@@ -145,15 +145,18 @@ def _good_drivers_clips(store, keep: float) -> list[str]:
     import numpy as np
 
     from opendojo.engine.quality import read_driver_quality, run_quality, write_driver_quality
+    from opendojo.engine.triggers import read_triggers, run_triggers
 
+    run_triggers(store)
+    fired = read_triggers(store)
     run_quality(store)
     write_driver_quality(store)
     scores = read_driver_quality(store)
     ranked = sorted(scores, key=scores.get, reverse=True)
     good = set(ranked[: max(1, int(np.ceil(keep * len(ranked))))])
     rows = store.catalog(columns=["clip_id", "driver_id"]).to_pylist()
-    ids = [r["clip_id"] for r in rows if r["driver_id"] in good
-           and not any(store.telemetry(r["clip_id"]).column("collision").to_pylist())]
+    ids = [r["clip_id"] for r in rows
+           if r["driver_id"] in good and "collision" not in fired.get(r["clip_id"], [])]
     console.print(f"{len(good)} of {len(ranked)} drivers kept; {len(ids)} of {len(rows)} clips "
                   "(collision-free clips of those drivers)")
     return ids

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
+
+from opendojo.atomic import write_json
 
 
 def eval_cmd(
@@ -55,10 +56,7 @@ def eval_cmd(
         task = bar.add_task("open-loop eval", total=len(clips))
         result = evaluate_open_loop(ckpt, cs, clips, progress=lambda: bar.advance(task))
     result.update({"dataset": dataset, "split": split})
-    out = out or ckpt.with_name(ckpt.stem + f".eval-{dataset}-{split}.json")
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)
+    out = write_json(out or ckpt.with_name(ckpt.stem + f".eval-{dataset}-{split}.json"), result)
     print(json.dumps(result))
 
 
@@ -78,10 +76,7 @@ def _closed_loop(checkpoint, store, out, episodes, workers, duration, control, b
         result = evaluate_suite(ckpt, cs, episodes, workers, duration, control, baselines,
                                 progress=lambda i, n: bar.update(task, completed=i, total=n))
     print_summary(result["summary"])
-    out = out or ckpt.with_name(ckpt.stem + ".closed-loop.json")
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)
+    out = write_json(out or ckpt.with_name(ckpt.stem + ".closed-loop.json"), result)
     print(f"wrote {out}")
 
 

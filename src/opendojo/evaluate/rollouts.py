@@ -32,12 +32,7 @@ def overlay_trajectory(frame: np.ndarray, trajectory: np.ndarray | None, camera,
 
 def save_rollout_gif(frames: list[np.ndarray], predictions: list, camera, path: str | Path,
                      fps: float = 10.0, scale: int = 3) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images = [overlay_trajectory(f, p, camera, scale)
-              for f, p in zip(frames, predictions or [None] * len(frames))]
-    tmp = path.with_name(f".{path.name}.tmp")
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                   duration=round(1000 / fps), loop=0)
-    tmp.replace(path)
-    return path
+    from opendojo.clips.gif import save_gif
+
+    return save_gif([overlay_trajectory(f, p, camera, scale)
+                     for f, p in zip(frames, predictions or [None] * len(frames))], path, fps)

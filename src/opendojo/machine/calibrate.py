@@ -116,12 +116,10 @@ def host_levels(m: dict) -> dict:
 
 
 def write_host_spec(m: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text("# Measured, not published: written by `dojo machine calibrate`.\n"
-                   + yaml.safe_dump(host_levels(m), sort_keys=False, allow_unicode=True))
-    os.replace(tmp, path)
-    return path
+    from opendojo.atomic import write_text
+
+    return write_text(path, "# Measured, not published: written by `dojo machine calibrate`.\n"
+                      + yaml.safe_dump(host_levels(m), sort_keys=False, allow_unicode=True))
 
 
 def calibrate(path: Path | None = None, threads: int | None = 1, quick: bool = False) -> tuple[dict, Path]:

@@ -91,7 +91,6 @@ def build_machine(name: str, n_units: int | None = None, cat: Catalog | None = N
             raise MachineError(f"{name} is a part, not a machine that trains; use one of {', '.join(DOJO_UNITS)}")
         unit, n = DOJO_UNITS[lv.name]
         n = n_units or n
-        tray = cat.derived("system_tray")
         tiles_per_tray = cat.count("system_tray", "tile")
         dips_per_tile = cat.count("system_tray", "dip") / tiles_per_tray
         dip = cat.derived("dip")

@@ -15,11 +15,11 @@ Every section is optional: the page shows what the run has.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from opendojo.atomic import write_text
 from opendojo.errors import DojoError
 from opendojo.report.plots import closed_loop_bars, read_metrics, training_curves
 
@@ -115,8 +115,4 @@ def build_report(run_dir: str | Path) -> Path:
         rollouts=gifs("rollouts"),
         training=(", ".join(f"{k}: {v}" for k, v in train_meta.items()) if train_meta else ""),
     )
-    out = run / "report.html"
-    tmp = out.with_name(".report.html.tmp")
-    tmp.write_text(html)
-    os.replace(tmp, out)
-    return out
+    return write_text(run / "report.html", html)

@@ -8,22 +8,21 @@ once its JSON does, so a kill at any moment leaves either the whole checkpoint o
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from opendojo.atomic import atomic_path
 from opendojo.errors import CheckpointError
 
 _STEP = re.compile(r"^step-(\d+)\.json$")
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def save_checkpoint(directory: Path, step: int, model: torch.nn.Module,

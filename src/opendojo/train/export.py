@@ -11,7 +11,6 @@ the code version.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from opendojo import code_version
+from opendojo.atomic import write_json
 from opendojo.errors import CheckpointError, ConfigError
 from opendojo.train.checkpoint import load_checkpoint, read_meta, resolve
 from opendojo.train.model import PolicyConfig, PolicyNet
@@ -83,10 +83,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4
             "outputs": {"trajectory": "float32 [B,H,2] ego-frame metres", "controls":
                         "float32 [B,2] (acceleration m/s^2, steering rad)"},
             "code_version": code_version()}
-    side = out.with_name(out.name + ".json")
-    tmp_side = side.with_name(".tmp-" + side.name)
-    tmp_side.write_text(json.dumps(info, indent=1))
-    os.replace(tmp_side, side)
+    write_json(out.with_name(out.name + ".json"), info)
     return info
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from opendojo.train.model import PolicyConfig, PolicyNet, example_inputs

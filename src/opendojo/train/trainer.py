@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from opendojo import code_version
+from opendojo.atomic import write_text
 from opendojo.errors import CheckpointError, ConfigError, DatasetError
 from opendojo.label.hindsight import LabelSpec
 from opendojo.train.checkpoint import checkpoints, load_checkpoint, read_meta, save_checkpoint
@@ -108,13 +109,9 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfi
 
 
 def write_run_config(cfg: TrainConfig, run_dir: Path, world: int) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (("config.toml", to_toml(cfg)),
-                       ("config.json", json.dumps({"train": cfg.model_dump(), "world_size": world,
-                                                   "code_version": code_version()}, indent=1))):
-        tmp = run_dir / f".tmp-{name}"
-        tmp.write_text(text)
-        os.replace(tmp, run_dir / name)
+    write_text(run_dir / "config.toml", to_toml(cfg))
+    write_text(run_dir / "config.json", json.dumps({"train": cfg.model_dump(), "world_size": world,
+                                                    "code_version": code_version()}, indent=1))
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
@@ -236,9 +233,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     keep = [line for line in path.read_text().splitlines()
             if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_name(".tmp-metrics.jsonl")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    write_text(path, "".join(line + "\n" for line in keep))
 
 
 class _Bar:
