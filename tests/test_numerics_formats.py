@@ -3,6 +3,9 @@
 References are computed independently of the implementation: values from the bit fields
 with Python fractions (8-bit) or numpy float64 (16-bit, exact there), nearest-even rounding
 by searching the sorted value set, and ml_dtypes / numpy float16 for the IEEE-like biases.
+Round to nearest even is checked for every format and every bias 0..63 on every value,
+every midpoint between neighbours (the ties), the float32 just above and below each
+midpoint, both signs, beyond the largest magnitude and below the smallest denormal.
 """
 
 import bisect
@@ -21,6 +24,16 @@ FORMATS8 = [CFLOAT8_1_4_3, CFLOAT8_1_5_2]
 FORMATS16 = [CFLOAT16_SIGNED, CFLOAT16_UNSIGNED]
 ALL = FORMATS8 + FORMATS16
 BIASES = range(64)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tensors here are small (<= 2**20 elements): intra-op threads only add overhead,
+    and on a busy machine OpenMP's spinning threads slow these tests down ten-fold."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def ref_value(fmt, bias, code):
@@ -75,6 +88,7 @@ def probe_points(fmt, bias, both_signs=True):
     """Every value, every midpoint between neighbours, and one float32 ulp either side of
     every midpoint, both signs, plus points beyond the largest magnitude and tiny ones."""
     _, vals = positive_grid(fmt, bias)
+    assert np.all(vals.astype(np.float32).astype(np.float64) == vals)  # exact in float32
     mids = ((vals[1:] + vals[:-1]) / 2).astype(np.float32)
     assert np.all(mids.astype(np.float64) == (vals[1:] + vals[:-1]) / 2)  # exact in float32
     pts = [vals.astype(np.float32), mids,
@@ -112,10 +126,9 @@ def test_encode_decode_round_trip_every_code_every_bias(fmt):
     codes = torch.arange(1 << fmt.bits, dtype=torch.int32).to(fmt.code_dtype)
     for bias in BIASES:
         vals = fmt.decode(codes, bias)
-        # stochastic rounding of an exact value is exact too: every bias for 8-bit formats,
-        # four biases for the 16-bit ones (time)
-        sr = fmt.bits == 8 or bias in (0, 31, 63)
-        for rounding in ("nearest", "stochastic") if sr else ("nearest",):
+        # stochastic rounding of an exact value is exact too (nothing is dropped, whatever
+        # the random draw): every code, every bias, every format
+        for rounding in ("nearest", "stochastic"):
             back = fmt.encode(vals, bias, rounding, seed=bias)
             assert torch.equal(back, codes), (bias, rounding)
 
@@ -162,23 +175,79 @@ def test_rne_matches_exact_fraction_reference_8bit(fmt):
             assert gi == want, (bias, xi)
 
 
-@pytest.mark.parametrize("fmt", ALL, ids=lambda f: f.name)
-def test_rne_matches_sorted_value_set_reference_every_bias(fmt):
-    """8-bit: every probe point, both signs, every bias. 16-bit (to keep the run short):
-    every probe point for six biases; for all 64 biases the full lowest two and top binades
-    (denormals, the normal boundary, overflow) and every 13th code elsewhere."""
-    full16 = (0, 1, 15, 31, 62, 63)
+def fraction_rne_check(fmt, bias, x, got):
+    """Exact check, in Python fractions, that each code in `got` is x rounded to nearest even:
+    its value is at least as close to |x| as both neighbouring codes' values (on a monotone
+    value line, checked by test_value_line_is_monotone..., that makes it the nearest of all),
+    an exact tie goes to the even code, and |x| beyond the largest value gives the largest."""
+    top = fmt.max_magnitude_code
+    sign = 1 << (fmt.bits - 1) if fmt.signed else 0
+    for xi, gi in zip(x.tolist(), got.tolist()):
+        neg = xi < 0 or (xi == 0 and np.signbit(xi))
+        if neg and not fmt.signed:
+            assert gi == 0, (bias, xi)
+            continue
+        if fmt.signed:
+            assert bool(gi & sign) == neg, (bias, xi, gi)
+        c = gi & top
+        a = abs(Fraction(xi))
+        d = abs(a - ref_value(fmt, bias, c))
+        for nb in (c - 1, c + 1):
+            if 0 <= nb <= top:
+                dn = abs(a - ref_value(fmt, bias, nb))
+                assert d < dn or (d == dn and c % 2 == 0), (bias, xi, gi)
+
+
+@pytest.mark.parametrize("fmt", FORMATS8, ids=lambda f: f.name)
+def test_rne_matches_sorted_value_set_reference_every_bias_8bit(fmt):
     for bias in BIASES:
-        x = probe_points(fmt, bias, both_signs=fmt.bits == 8)
-        if fmt.bits == 16 and bias not in full16:
-            n = fmt.max_magnitude_code + 1
-            k = 1 << fmt.mantissa_bits
-            i = np.arange(x.size) % n  # probe_points lays out blocks of ~n per kind
-            keep = (i < 2 * k) | (i >= n - k - 1) | (i % 13 == 0)
-            x = x[keep]
+        x = probe_points(fmt, bias)
         got = fmt.encode(torch.from_numpy(x), bias).numpy().astype(np.int64)
         np.testing.assert_array_equal(got, rne_reference(fmt, bias, x.astype(np.float64)),
                                       err_msg=f"bias {bias}")
+
+
+@pytest.mark.parametrize("fmt", FORMATS16, ids=lambda f: f.name)
+def test_rne_16bit_every_probe_point_every_bias_exact_reference(fmt):
+    """Every bias 0..63; per bias every value, every midpoint (tie), the next float32 above
+    and below each midpoint, points beyond the largest value (overflow clamps) and below the
+    smallest denormal, both signs (negative inputs go to 0 in the unsigned format).
+
+    The float64 reference `rne_reference` is exact here: every CFloat16 value has at most 11
+    significant bits and every midpoint at most 12, with exponents within -73..63, far inside
+    float64's 53 bits and normal range, so `ref_values_np` and the midpoints are exact;
+    the probes are float32 (24 bits), exact in float64; and the two distances compared,
+    |x| - lo and hi - |x| with lo <= |x| < hi adjacent values, are exact by Sterbenz's lemma
+    (lo and hi are within a factor 2 of |x| when lo > 0; |x| - 0 is exact, and when
+    |x| < hi/2 the rounded hi - |x| still exceeds hi/2 > |x|, so the comparison is right;
+    at or beyond the largest value the clamp decides, not the distances).
+    The sampled points are also checked in exact fractions (`fraction_rne_check`), which
+    does not rely on any of that."""
+    rng = np.random.default_rng(16)
+    for bias in BIASES:
+        x = probe_points(fmt, bias)  # positives, then the same negated
+        got = fmt.encode(torch.from_numpy(x), bias).numpy().astype(np.int64)
+        # the reference rounds |x| and then applies the sign; it is computed on the positive
+        # half only (half the time) and mirrored: sign bit set, or 0 in the unsigned format
+        half = x.size // 2
+        pos = rne_reference(fmt, bias, x[:half].astype(np.float64))
+        neg = pos | (1 << (fmt.bits - 1)) if fmt.signed else np.zeros_like(pos)
+        np.testing.assert_array_equal(got, np.concatenate([pos, neg]), err_msg=f"bias {bias}")
+        # the mirror itself, against the unmirrored reference, on a slice of the negatives
+        sl = slice(half, half + 4096)
+        np.testing.assert_array_equal(got[sl], rne_reference(fmt, bias, x[sl].astype(np.float64)))
+        # a sample in exact fractions: the ends of the value line, the normal boundary and
+        # random points of every kind
+        # (probe_points lays out values, midpoints, above, below: blocks of n or n - 1,
+        # then the extremes, then all of it negated)
+        n = fmt.max_magnitude_code + 1
+        k = 1 << fmt.mantissa_bits
+        ends = np.r_[0:4, k - 2:k + 2, n - 4:n]
+        idx = np.concatenate([ends + j * (n - 1) + h for j in range(4) for h in (0, half)] +
+                             [rng.integers(0, x.size, 32), np.r_[half - 6:half + 6],
+                              np.r_[x.size - 6:x.size]])
+        idx = np.unique(idx[idx < x.size])
+        fraction_rne_check(fmt, bias, x[idx], got[idx])
 
 
 @pytest.mark.parametrize("fmt", FORMATS8, ids=lambda f: f.name)

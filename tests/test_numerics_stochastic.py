@@ -12,6 +12,16 @@ from opendojo.numerics import (CFLOAT8_1_4_3, CFLOAT8_1_5_2, CFLOAT16_SIGNED,
 N = 10**6
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Element-wise work on ~1e6 elements: on a busy machine OpenMP's spinning intra-op
+    threads make these tests several times slower than one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def neighbours(fmt, bias, x):
     """The representable values just below and above x > 0, from the RNE value grid."""
     vals = fmt.decode(torch.arange(fmt.max_magnitude_code + 1, dtype=torch.int32), bias)

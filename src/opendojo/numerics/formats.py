@@ -123,8 +123,7 @@ class CFloatFormat:
         bias = self._bias(bias)
         x32 = _as_float32(x, self.name)
         if rounding == "nearest" and not return_flags and self.bits == 8:
-            codes = _encode_table(x32, self, bias)
-            return codes
+            return _encode_table(x32, self, bias)
         if rounding == "nearest":
             mag, pre = _encode_magnitude(x32, self, bias, None)
         elif rounding == "stochastic":
@@ -144,10 +143,10 @@ class CFloatFormat:
         if codes.dtype not in (torch.uint8, torch.uint16, torch.int16, torch.int32, torch.int64):
             raise CFloatError(f"{self.name}: codes must be an integer tensor, got {codes.dtype}")
         table = value_table(self, bias, codes.device)
-        idx = codes.to(torch.int32) if codes.dtype != torch.int64 else codes
-        if self.bits == 16:
-            idx = idx & 0xFFFF
-        out = table[idx]
+        idx = codes.reshape(-1).to(torch.int32)
+        if codes.dtype != torch.uint8:
+            idx = idx & ((1 << self.bits) - 1)  # the low `bits` bits (int16 holds uint16)
+        out = table.index_select(0, idx).view(codes.shape)
         return out if dtype == torch.float32 else out.to(dtype)
 
     def quantize(self, x: torch.Tensor, bias: int | None = None, rounding: str = "nearest", *,
@@ -156,6 +155,11 @@ class CFloatFormat:
         """encode then decode in one call; the result has x's dtype (float32 by default)."""
         out_dtype = x.dtype if x.dtype in (torch.float32, torch.bfloat16, torch.float16) \
             else torch.float32
+        if rounding == "nearest" and not return_flags and self.bits == 8:
+            # one look-up straight to the value (same table index as encode, then decode)
+            b = self._bias(bias)
+            y = _quantize_table(_as_float32(x, self.name), self, b)
+            return y if out_dtype == torch.float32 else y.to(out_dtype)
         res = self.encode(x, bias, rounding, seed=seed, generator=generator,
                           return_flags=return_flags)
         codes, flags = res if return_flags else (res, None)
@@ -305,7 +309,26 @@ def value_table(fmt: CFloatFormat, bias: int, device=None) -> torch.Tensor:
 
 def _encode_table(x32: torch.Tensor, fmt: CFloatFormat, bias: int) -> torch.Tensor:
     """Round-to-nearest-even encoding of an 8-bit format by one table look-up."""
-    key = (fmt.name, bias, str(x32.device))
+    return _lookup(x32, _code_table(fmt, bias, x32.device))
+
+
+def _quantize_table(x32: torch.Tensor, fmt: CFloatFormat, bias: int) -> torch.Tensor:
+    """Round-to-nearest-even quantization of an 8-bit format: the same index as
+    `_encode_table` into a table of values (the code table composed with `value_table`)."""
+    key = ("value", fmt.name, bias, str(x32.device))
+    table = _ENCODE_TABLES.get(key)
+    if table is None:
+        codes = _code_table(fmt, bias, x32.device)
+        table = value_table(fmt, bias, x32.device).index_select(0, codes.to(torch.int32))
+        _ENCODE_TABLES[key] = table
+    return _lookup(x32, table)
+
+
+def _code_table(fmt: CFloatFormat, bias: int, device: torch.device) -> torch.Tensor:
+    """uint8 code of every table index, built with the reference encoder `_encode_magnitude`
+    from the index's representative float32 (index << 18: sign, exponent, 5 mantissa bits,
+    the last of them standing for "this bit or any dropped bit is set")."""
+    key = (fmt.name, bias, str(device))
     table = _ENCODE_TABLES.get(key)
     if table is None:
         i = torch.arange(1 << _TABLE_BITS, dtype=torch.int64)
@@ -313,16 +336,51 @@ def _encode_table(x32: torch.Tensor, fmt: CFloatFormat, bias: int) -> torch.Tens
         rep = torch.where(rep >= 1 << 31, rep - (1 << 32), rep).to(torch.int32)
         rx = rep.view(torch.float32)
         mag, _ = _encode_magnitude(rx, fmt, bias, None)
-        table = fmt._finish(rx, mag).to(x32.device)
+        table = fmt._finish(rx, mag).to(device)
         _ENCODE_TABLES[key] = table
+    return table
+
+
+# Elements per block of the eager CPU kernel: the two int32 index buffers (1 MiB each) stay
+# in the core's cache between the five integer passes and the look-up; smaller blocks lose
+# more to per-call overhead than they gain (measured: 2**17..2**19 best, 2**22 2x slower).
+_CPU_BLOCK = 1 << 18
+
+
+def _lookup(x32: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """table[index(x)] for a contiguous float32 tensor, same shape as x, table's dtype."""
     if _COMPILED["on"]:
         if _COMPILED["fn"] is None:
             _COMPILED["fn"] = torch.compile(_table_lookup, dynamic=True)
         return _COMPILED["fn"](x32, table)
-    return _table_lookup(x32, table)
+    return _lookup_eager(x32, table)
+
+
+def _lookup_eager(x32: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Eager kernel: idx = ((bits >> 18) & 0x3FFF) | (low 18 bits != 0), then
+    `index_select` (int32 indices; several times faster than `table[idx]` advanced indexing
+    on CPU). On CPU it runs block by block into reused buffers; on CUDA in one block."""
+    bits = x32.detach().reshape(-1).view(torch.int32)
+    n = bits.numel()
+    out = torch.empty(n, dtype=table.dtype, device=bits.device)
+    step = _CPU_BLOCK if bits.device.type == "cpu" else max(n, 1)
+    idx_buf = torch.empty(min(n, step), dtype=torch.int32, device=bits.device)
+    jam_buf = torch.empty_like(idx_buf)
+    for s in range(0, n, step):
+        b = bits[s:s + step]
+        k = b.numel()
+        idx, jam = idx_buf[:k], jam_buf[:k]
+        torch.bitwise_right_shift(b, _TABLE_SHIFT, out=idx)
+        idx.bitwise_and_((1 << _TABLE_BITS) - 1)
+        torch.bitwise_and(b, (1 << _TABLE_SHIFT) - 1, out=jam)
+        jam.clamp_(max=1)
+        idx.bitwise_or_(jam)
+        torch.index_select(table, 0, idx, out=out[s:s + k])
+    return out.view(x32.shape)
 
 
 def _table_lookup(x32: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """The same index as `_lookup_eager` in plain tensor ops (what torch.compile fuses)."""
     bits = x32.view(torch.int32)
     idx = (bits >> _TABLE_SHIFT) & ((1 << _TABLE_BITS) - 1)
     jam = (bits & ((1 << _TABLE_SHIFT) - 1)).clamp_(max=1)
@@ -334,7 +392,8 @@ _COMPILED: dict = {"on": False, "fn": None}
 
 
 def use_compiled_kernels(on: bool = True) -> None:
-    """Route 8-bit round-to-nearest encoding through torch.compile (one fused loop instead
-    of six eager passes; about 5x faster on CPU). The first call compiles (tens of seconds,
-    needs a C++ compiler on CPU); results are bit-identical to the eager path."""
+    """Route 8-bit round-to-nearest encode/quantize through torch.compile (one fused loop
+    instead of five integer passes and a look-up). The first call compiles (tens of seconds,
+    needs a C++ compiler on CPU); results are bit-identical to the eager path. The eager
+    path is already several times faster than ml_dtypes; see docs/numerics.md."""
     _COMPILED["on"] = bool(on)
