@@ -1,0 +1,494 @@
+"""Shared parts of `benchmarks/curation.py` and `benchmarks/driving.py`.
+
+Both benchmarks train on one large simulated fleet pool and drive the resulting networks on
+the held-out closed-loop suite. This module holds what they share, each piece cached in a
+data directory (default `bench-data/`, gitignored) so that a rerun after a crash continues
+where it stopped:
+
+pool      `ensure_pool`: a fleet of POOL_CLIPS clips (FleetConfig, fixed seed, every scenario
+          and rare event at the fleet's default mix and rate, clips of POOL_CLIP_SECONDS).
+          The clip plan is that of `dojo fleet generate --clips N --seed S`
+          (`opendojo.fleet.generate.plan_clips`), but clips are recorded in chunks that are
+          each committed to the store, and planned clips already catalogued are not
+          recorded again: the library's `generate` re-records every planned clip on a
+          rerun and commits only at the end, so a crash in a 20-minute generation would
+          lose all of it. Each worker also resets the IDMVehicle class attributes that
+          highway-env's intersection env changes process-wide (`_IDM_LEAK`) before each
+          clip, so a clip's content does not depend on which worker recorded it after
+          what. Marker: `<pool>/fleet.json`.
+engine    `ensure_engine`: hindsight labels, triggers, driver quality, and clip embeddings
+          with the documented no-network fallback (`fallback:thumbnail-v1`), as round 1 of
+          `dojo loop` does (no network exists yet, so no shadow mode). Marker:
+          `<pool>/engine.json` (the engine's own skip is keyed by the git commit, so after
+          any commit it would recompute every clip; the marker avoids that).
+train     `train_run`: `opendojo.train.trainer.train` with the demo's model and optimizer
+          settings; resumes from the last checkpoint; marker `<run>/bench-train.json`.
+evaluate  `closed_loop`: `opendojo.evaluate.closed_loop.evaluate` of each driver on the
+          suite (held-out seeds, checked with `check_held_out`) in its own worker pool, with
+          the intersection items last (`suite_items`); episodes cached per driver.
+
+Simulator ground truth is read only by `composition` (what share of a training set holds
+rare events or which hidden profiles drove it), for the report, after every selection is
+made; selections never see it.
+
+Progress goes to stderr; `json_stdout` keeps the real stdout for the one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+# -- the shared pool and the demo's model/optimizer settings ------------------------------
+POOL_CLIPS = 2000                 # clips in the fleet pool
+POOL_SEED = 7                     # fleet seed of the pool
+POOL_CLIP_SECONDS = (10.0, 12.0)  # clip length range [s] (the short end of 10-20 s)
+WORKERS = 2                       # fleet and closed-loop worker processes
+DATA_DIR = "bench-data"           # where pools, runs and results are cached
+IMAGE_SIZE = 64                   # DemoConfig defaults
+WIDTH = 16
+BATCH_SIZE = 32
+LR = 2e-3
+EPISODE_S = 15.0                  # closed-loop episode length [s] (the demo's)
+CONTROL = "trajectory"            # the network drives by pure pursuit on its trajectory
+
+SMOKE_POOL_CLIPS = 40
+SMOKE_DATA_DIR = "bench-data/smoke"
+SMOKE_SCENARIOS = ("highway_sparse", "roundabout")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def json_stdout():
+    """Point fd 1 at stderr while the benchmark works (library progress bars, worker
+    processes and tables then land in the log), and yield a function that prints the
+    result on the real stdout."""
+    sys.stdout.flush()
+    real = os.dup(1)
+    os.dup2(2, 1)
+
+    def emit(obj) -> None:
+        sys.stdout.flush()
+        os.write(real, (json.dumps(_finite(obj), indent=1) + "\n").encode())
+
+    try:
+        yield emit
+    finally:
+        sys.stdout.flush()
+        os.dup2(real, 1)
+        os.close(real)
+
+
+def _finite(o):
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def write_json(path: Path, obj) -> None:
+    from opendojo.atomic import write_json as _write
+
+    _write(Path(path), _finite(obj))
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+class Stages:
+    """Wall time per stage; `cached` marks stages whose outputs existed."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.cached: list[str] = []
+
+    @contextmanager
+    def __call__(self, name: str):
+        log(f"-- {name}")
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - t0, 1)
+        log(f"   {name}: {self.seconds[name]:.0f} s")
+
+
+def _on_term(signum, frame):
+    raise KeyboardInterrupt
+
+
+def handle_sigterm() -> None:
+    """SIGTERM (e.g. `kill PID`) stops like Ctrl-C: complete work is committed first."""
+    signal.signal(signal.SIGTERM, _on_term)
+
+
+# -- the pool -----------------------------------------------------------------------------
+_W: dict = {}
+
+
+def _init_worker(store_url: str, config_json: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    import opendojo  # noqa: F401  (SDL environment before pygame loads)
+    from opendojo.clips.store import ClipStore
+    from opendojo.fleet.config import FleetConfig
+
+    _W["store"] = ClipStore(store_url, must_exist=False)
+    _W["config"] = FleetConfig.model_validate_json(config_json)
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    _W["idm"] = {k: IDMVehicle.__dict__.get(k, _MISSING) for k in _IDM_LEAK}
+
+
+# highway-env's IntersectionEnv._make_vehicles sets these on the IDMVehicle class itself, so
+# every later episode in the same process (any scenario) drives among different traffic:
+# without a reset a clip's content depends on which clips its worker recorded before.
+_IDM_LEAK = ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
+_MISSING = object()
+
+
+def _reset_idm() -> None:
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    for k, v in _W["idm"].items():
+        if v is _MISSING:
+            if k in IDMVehicle.__dict__:
+                delattr(IDMVehicle, k)
+        else:
+            setattr(IDMVehicle, k, v)
+
+
+def _record(task):
+    from opendojo.fleet.recorder import record_clip
+
+    _reset_idm()
+    clip = record_clip(task, _W["config"])
+    row = _W["store"].write_clip(clip.frames, clip.telemetry, clip.meta)
+    return row, {"clip_id": row["clip_id"], **clip.truth}
+
+
+def _task_key(seed, vehicle_id, driver_id, scenario) -> tuple:
+    return (int(seed), vehicle_id, driver_id, scenario)
+
+
+def ensure_pool(root: Path, clips: int, seed: int, workers: int = WORKERS,
+                clip_seconds: tuple[float, float] = POOL_CLIP_SECONDS, chunk: int = 200):
+    """The fleet pool's store at `root/store` with every planned clip; returns (store, info)."""
+    import multiprocessing as mp
+
+    from opendojo.clips.store import ClipStore
+    from opendojo.fleet.config import FleetConfig
+    from opendojo.fleet.generate import commit, plan_clips
+
+    cfg = FleetConfig(clips=clips, workers=workers, seed=seed, clip_seconds=clip_seconds)
+    root = Path(root)
+    url = str(root / "store")
+    marker = root / "fleet.json"
+    want = cfg.model_dump(exclude={"workers"})
+    if marker.exists():
+        info = read_json(marker)
+        if info["config"] != json.loads(json.dumps(want)):
+            raise SystemExit(f"{root} holds another pool ({info['config']}); pick another --data-dir")
+        return ClipStore(url), {**info, "cached": True}
+    store = ClipStore.create(url)
+    tasks = plan_clips(cfg)
+    cat = store.catalog(columns=["seed", "vehicle_id", "driver_id", "scenario"]).to_pylist()
+    have = {_task_key(r["seed"], r["vehicle_id"], r["driver_id"], r["scenario"]) for r in cat}
+    todo = [t for t in tasks if _task_key(t.seed, t.vehicle_id, t.driver_id, t.scenario) not in have]
+    log(f"fleet pool {url}: {len(tasks) - len(todo)} of {len(tasks)} clips already there, "
+        f"recording {len(todo)} on {workers} workers")
+    t0 = time.perf_counter()
+    frames = done = 0
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(max(1, min(workers, len(todo) or 1)), initializer=_init_worker,
+                    initargs=(url, cfg.model_dump_json()))
+    try:
+        for c0 in range(0, len(todo), chunk):
+            part = sorted(todo[c0:c0 + chunk], key=lambda t: -t.n_frames)
+            rows, truths = [], []
+            try:
+                for row, truth in pool.imap_unordered(_record, part, chunksize=1):
+                    rows.append(row)
+                    truths.append(truth)
+            finally:   # complete clips are committed, also on Ctrl-C / SIGTERM
+                commit(store, rows, truths)
+            done += len(rows)
+            frames += sum(r["n_frames"] for r in rows)
+            el = time.perf_counter() - t0
+            log(f"  {done}/{len(todo)} clips recorded, {frames / el:.0f} frames/s, "
+                f"{el:.0f} s, about {el / done * (len(todo) - done):.0f} s left")
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+    seconds = time.perf_counter() - t0
+    n = len(store)
+    cat = store.catalog(columns=["n_frames"])
+    info = {"config": want, "clips": n, "frames": int(sum(cat.column("n_frames").to_pylist())),
+            "recorded_now": done, "seconds": round(seconds, 1),
+            "frames_per_s": round(frames / seconds, 1) if seconds > 0 and frames else None}
+    if n < len(tasks):
+        log(f"note: {n} distinct clips for {len(tasks)} planned (identical content)")
+    write_json(marker, info)
+    return store, {**info, "cached": False}
+
+
+def ensure_engine(store, root: Path) -> dict:
+    """Labels, triggers, driver quality and fallback embeddings of every pool clip."""
+    from opendojo.engine.embeddings import run_embed
+    from opendojo.engine.quality import run_quality, write_driver_quality
+    from opendojo.engine.triggers import run_triggers
+    from opendojo.label.hindsight import label_store
+
+    marker = Path(root) / "engine.json"
+    if marker.exists():
+        return {**read_json(marker), "cached": True}
+    out, secs = {}, {}
+    for name, fn in (("label", lambda: label_store(store)),
+                     ("triggers", lambda: run_triggers(store).num_rows),
+                     ("quality", lambda: run_quality(store).num_rows),
+                     ("driver_quality", lambda: write_driver_quality(store).num_rows),
+                     ("embed_fallback", lambda: run_embed(store, None).num_rows)):
+        t0 = time.perf_counter()
+        out[name] = fn()
+        secs[name] = round(time.perf_counter() - t0, 1)
+        log(f"  engine {name}: {secs[name]:.0f} s")
+    info = {"rows": out, "seconds": secs, "embedder": "fallback:thumbnail-v1 (no network)",
+            "shadow": "not run (no network exists before the first training)"}
+    write_json(marker, info)
+    return {**info, "cached": False}
+
+
+def good_drivers_clips(store, keep: float) -> tuple[list[str], dict]:
+    """Collision-free clips of the best `keep` share of drivers by the engine's driver quality.
+
+    The same rule as `opendojo.demo._good_drivers_clips`, reading the engine tables that
+    `ensure_engine` wrote instead of re-running the stages (their skip is keyed by the
+    git commit). Telemetry and video only, never sim truth.
+    """
+    import numpy as np
+
+    from opendojo.engine.quality import read_driver_quality
+    from opendojo.engine.triggers import read_triggers
+
+    fired = read_triggers(store)
+    scores = read_driver_quality(store)
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    good = set(ranked[: max(1, int(np.ceil(keep * len(ranked))))])
+    rows = store.catalog(columns=["clip_id", "driver_id"]).to_pylist()
+    ids = sorted(r["clip_id"] for r in rows
+                 if r["driver_id"] in good and "collision" not in fired.get(r["clip_id"], []))
+    return ids, {"drivers_kept": len(good), "drivers": len(ranked), "pool_clips": len(rows)}
+
+
+# -- datasets ------------------------------------------------------------------------------
+def dataset_clips(store, name: str, make) -> list[str]:
+    """The train clips of dataset version `name`, made by `make()` if it does not exist."""
+    from opendojo.train.dataset import list_datasets, load_dataset
+
+    if name not in list_datasets(store):
+        make()
+    ds = load_dataset(store, name)
+    return sorted(c for ids in ds.splits.values() for c in ids)
+
+
+def clip_stats(store, clip_ids: list[str], history: int = 4) -> dict:
+    """Clips, frames and training samples (frames with a full label horizon and history)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from opendojo.label.hindsight import LABELS, LabelSpec
+
+    ids = pa.array(sorted(set(clip_ids)), pa.string())
+    cat = store.catalog(columns=["clip_id", "n_frames", "duration_s", "distance_m"])
+    cat = cat.filter(pc.is_in(cat.column("clip_id"), ids))
+    lab = store.dataset(LABELS).to_table(columns=["clip_id", "frame", "valid"],
+                                         filter=LabelSpec().filter())
+    lab = lab.filter(pc.is_in(lab.column("clip_id"), ids))
+    ok = pc.and_(lab.column("valid"), pc.greater_equal(lab.column("frame"), history - 1))
+    return {"clips": cat.num_rows, "frames": int(pc.sum(cat.column("n_frames")).as_py() or 0),
+            "samples": int(pc.sum(ok).as_py() or 0),
+            "hours": round(float(pc.sum(cat.column("duration_s")).as_py() or 0) / 3600, 3),
+            "km": round(float(pc.sum(cat.column("distance_m")).as_py() or 0) / 1000, 1)}
+
+
+def composition(store, clip_ids: list[str]) -> dict:
+    """SIM TRUTH, for the report only: rare-event clips and hidden driver profiles of a set."""
+    from collections import Counter
+
+    truth = store.sim_truth().select(["clip_id", "driver_profile", "rare_event"]).to_pylist()
+    by = {r["clip_id"]: r for r in truth}
+    rows = [by[c] for c in clip_ids if c in by]
+    events = Counter(r["rare_event"] for r in rows if r["rare_event"])
+    return {"rare_event_clips": sum(events.values()),
+            "rare_event_share": round(sum(events.values()) / max(1, len(rows)), 4),
+            "rare_events": dict(sorted(events.items())),
+            "profiles": dict(sorted(Counter(r["driver_profile"] for r in rows).items()))}
+
+
+# -- training ------------------------------------------------------------------------------
+def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
+              batch_size: int = BATCH_SIZE, lr: float = LR, image_size: int = IMAGE_SIZE,
+              width: int = WIDTH) -> dict:
+    """Train (or resume, or reuse) a run of `steps` steps; returns the trainer's summary."""
+    from opendojo.train.config import ModelSettings, TrainConfig
+    from opendojo.train.trainer import train
+
+    run_dir = Path(run_dir)
+    marker = run_dir / "bench-train.json"
+    if marker.exists():
+        return {**read_json(marker), "cached": True}
+    tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, batch_size=batch_size,
+                     lr=lr, seed=seed, checkpoint_every=max(100, steps // 8),
+                     model=ModelSettings(image_size=image_size, width=width))
+    resume = (run_dir / "config.json").exists()
+    log(f"  training {dataset}: {steps} steps{' (resuming)' if resume else ''} -> {run_dir}")
+    t0 = time.perf_counter()
+    summary = train(tc, run_dir, resume=resume, progress=False)
+    summary = {**summary, "seconds": round(time.perf_counter() - t0, 1), "resumed": resume}
+    write_json(marker, summary)
+    log(f"  trained {dataset}: loss_window {summary.get('loss_window', float('nan')):.3f}, "
+        f"{summary.get('samples_per_s', 0):.0f} samples/s, {summary['seconds']:.0f} s")
+    return {**summary, "cached": False}
+
+
+# -- closed loop ---------------------------------------------------------------------------
+def suite_items(episodes_per_item: int, scenarios=None):
+    """The held-out suite, intersection items last: highway-env's IntersectionEnv changes the
+    IDMVehicle class for the rest of its process (see `_IDM_LEAK`), and a worker of
+    `evaluate` takes its jobs in order, so with one driver per pool the other scenarios
+    run before any intersection and see the same traffic for every driver."""
+    from opendojo.evaluate.closed_loop import suite
+
+    items = suite(episodes_per_item, list(scenarios) if scenarios else None)
+    return sorted(items, key=lambda i: i.scenario == "intersection")
+
+
+def closed_loop(store, drivers: dict[str, tuple], items, cache_dir: Path, tag: str,
+                workers: int = WORKERS, episode_s: float = EPISODE_S) -> tuple[list[dict], dict]:
+    """Episodes (dicts) of each driver on `items`, one `evaluate` call (a fresh worker pool)
+    per driver, each cached in `cache_dir/eval-<driver>-<tag>.json` (keyed by the driver,
+    the seeds and the episode length); also the seconds each took when it first ran."""
+    episodes, seconds = [], {}
+    for name, spec in drivers.items():
+        eps, seconds[name] = _closed_loop_one(store, name, spec, items,
+                                              Path(cache_dir) / f"eval-{name}-{tag}.json",
+                                              workers, episode_s)
+        episodes += eps
+    return episodes, seconds
+
+
+def _closed_loop_one(store, name, spec, items, cache: Path, workers, episode_s):
+    from opendojo.evaluate.closed_loop import check_held_out, evaluate
+
+    key = {"driver": name, "spec": spec,
+           "items": [[i.scenario, i.rare_event, i.seed] for i in items], "episode_s": episode_s}
+    key = json.loads(json.dumps(key))
+    if cache.exists():
+        got = read_json(cache)
+        if got["key"] == key:
+            return got["episodes"], got["seconds"]
+    check_held_out(store, items)
+    log(f"  closed loop: {name} on {len(items)} held-out items")
+    t0 = time.perf_counter()
+    state = {"next": 0.25}
+
+    def progress(i, total):
+        if i / total >= state["next"] or i == total:
+            state["next"] = i / total + 0.25
+            log(f"    {name}: {i}/{total} episodes, {time.perf_counter() - t0:.0f} s")
+
+    eps = evaluate({name: spec}, items, workers=workers, duration_s=episode_s, progress=progress)
+    out = [e.to_dict() for e in eps]
+    seconds = round(time.perf_counter() - t0, 1)
+    write_json(cache, {"key": key, "episodes": out, "seconds": seconds})
+    return out, seconds
+
+
+def network_spec(checkpoint: str) -> tuple:
+    from opendojo.train.checkpoint import resolve
+
+    return ("network", (str(resolve(checkpoint)), CONTROL))
+
+
+def poisson_ci(k: int, km: float, conf: float = 0.95) -> list[float]:
+    """Exact (Garwood) confidence interval of a collision rate: k events in km."""
+    from scipy.stats import chi2
+
+    if km <= 0:
+        return [float("nan"), float("nan")]
+    a = 1 - conf
+    lo = 0.0 if k == 0 else chi2.ppf(a / 2, 2 * k) / 2
+    hi = chi2.ppf(1 - a / 2, 2 * k + 2) / 2
+    return [float(lo / km), float(hi / km)]
+
+
+def summary(episodes: list[dict]) -> dict:
+    """`opendojo.evaluate.scoring.summarize` plus a confidence interval of collisions/km."""
+    from opendojo.evaluate.scoring import Episode, summarize
+
+    s = summarize([Episode(**e) for e in episodes])
+    s["collisions_per_km_ci"] = poisson_ci(s["collisions"], s["km"])
+    return {k: (round(v, 4) if isinstance(v, float) else
+                [round(x, 4) for x in v] if isinstance(v, list) else v) for k, v in s.items()}
+
+
+def by_driver(episodes: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for e in episodes:
+        out.setdefault(e["driver"], []).append(e)
+    return out
+
+
+def per_event(episodes: list[dict], drivers: list[str]) -> dict:
+    """Per rare event (pooled over the scenarios that have it; "none" = plain episodes):
+    score, CI, collisions and collisions/km of each driver."""
+    ev: dict[str, dict[str, list]] = {}
+    for e in episodes:
+        ev.setdefault(e["rare_event"] or "none", {}).setdefault(e["driver"], []).append(e)
+    return {name: {d: _short(summary(g[d])) for d in drivers if d in g}
+            for name, g in sorted(ev.items())}
+
+
+def per_item(episodes: list[dict], drivers: list[str]) -> dict:
+    """Per suite item (scenario + rare event): mean score and collisions of each driver."""
+    import numpy as np
+
+    it: dict[str, dict[str, list]] = {}
+    for e in episodes:
+        key = f"{e['scenario']}/{e['rare_event'] or 'none'}"
+        it.setdefault(key, {}).setdefault(e["driver"], []).append(e)
+    return {k: {d: {"score": round(float(np.mean([e["score"] for e in g[d]])), 3),
+                    "collisions": sum(1 for e in g[d] if e["collision"]), "episodes": len(g[d])}
+                for d in drivers if d in g} for k, g in sorted(it.items())}
+
+
+def _short(s: dict) -> dict:
+    return {k: s[k] for k in ("episodes", "score", "score_ci", "collisions", "km",
+                              "collisions_per_km")}
+
+
+def paired(episodes: list[dict], a: str, b: str) -> dict:
+    """Driving score of a minus b on the same suite items (paired by seed): mean and a 95%
+    bootstrap CI of the mean difference."""
+    from opendojo.evaluate.scoring import mean_ci
+
+    sa = {e["seed"]: e["score"] for e in episodes if e["driver"] == a}
+    sb = {e["seed"]: e["score"] for e in episodes if e["driver"] == b}
+    seeds = sorted(set(sa) & set(sb))
+    m, lo, hi = mean_ci([sa[s] - sb[s] for s in seeds])
+    return {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "pairs": len(seeds)}

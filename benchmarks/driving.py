@@ -1,0 +1,204 @@
+"""Where the network stands: collisions per km and driving score, network vs expert vs fleet.
+
+A larger run than `dojo demo`: the network is trained on the collision-free clips of the
+best KEEP_DRIVERS share of drivers (driver quality from telemetry and video,
+`opendojo.engine.quality`: the demo's rule, "good drivers' data", here over the 2,000-clip
+pool of `benchmarks/curation.py`, shared through `_pool.py`) for TRAIN_STEPS steps with the
+demo's model and optimizer (64x64, width 16, batch 32, lr 2e-3). Then it drives the held-out
+closed-loop suite (every scenario and each of its rare events, EPISODES_PER_ITEM episodes
+each, simulator seeds no fleet clip used) beside the expert and every human profile of the
+fleet; "fleet (humans)" pools the human profiles (the fleet-average human).
+
+The project's targets, reported as flags:
+  ten_x_safer_than_fleet   network collisions/km x 10 <= fleet-average collisions/km
+  score_at_least_expert    network mean driving score >= the expert's
+(point estimates; each rate also carries an exact Poisson 95% CI and each score a bootstrap
+95% CI, and `..._ci_clear` says whether the target holds even at the unfavourable CI bound:
+network upper collision bound x 10 <= fleet lower bound; network score CI lower bound >=
+expert score CI upper bound.)
+
+Settings (flags override them): the constants below and the pool's in `_pool.py`
+(POOL_CLIPS=2000, POOL_SEED, POOL_CLIP_SECONDS=(10, 12), WORKERS=2). On 2 cores: the pool
+and its engine tables take ~30 min when `curation.py` has not made them yet, training ~10
+min, the suite (75 items x 7 drivers) ~6 min; everything is cached under DATA_DIR/pool-N/
+(training resumes from its last checkpoint, the suite's episodes are kept), so a rerun
+continues where it stopped. `--smoke`: 40-clip pool under bench-data/smoke/, 20 steps, one
+episode per item, 2 scenarios.
+
+    .venv/bin/python benchmarks/driving.py > bench-data/driving.json 2> bench-data/driving.log
+    .venv/bin/python benchmarks/driving.py --smoke
+
+Prints one JSON object on stdout (progress on stderr); also written to
+DATA_DIR/pool-N/driving-<tag>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import _pool
+from _pool import log
+
+# -- settings ---------------------------------------------------------------------------------
+KEEP_DRIVERS = 0.6         # train on the collision-free clips of this best share of drivers
+TRAIN_STEPS = 8000         # 5x the demo's 1600
+SEED = 0
+EPISODES_PER_ITEM = 5      # closed-loop episodes per scenario / rare event (demo: 2)
+SCENARIOS = None           # None: every scenario (with each of its rare events)
+TARGET_SAFETY = 10.0       # network at least this many times fewer collisions/km than the fleet
+
+SMOKE = {"pool_clips": _pool.SMOKE_POOL_CLIPS, "data_dir": _pool.SMOKE_DATA_DIR, "steps": 20,
+         "episodes_per_item": 1, "scenarios": list(_pool.SMOKE_SCENARIOS)}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, to check the chain works")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--pool-clips", type=int)
+    ap.add_argument("--pool-seed", type=int)
+    ap.add_argument("--clip-seconds", type=float, nargs=2)
+    ap.add_argument("--workers", type=int)
+    ap.add_argument("--keep-drivers", type=float, help="share of the best drivers (1: every clip)")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--episodes-per-item", type=int)
+    ap.add_argument("--scenarios", nargs="*", help="closed-loop scenarios (default: all)")
+    ap.add_argument("--episode-s", type=float)
+    a = ap.parse_args(argv)
+    defaults = {"data_dir": _pool.DATA_DIR, "pool_clips": _pool.POOL_CLIPS,
+                "pool_seed": _pool.POOL_SEED, "clip_seconds": list(_pool.POOL_CLIP_SECONDS),
+                "workers": _pool.WORKERS, "keep_drivers": KEEP_DRIVERS, "steps": TRAIN_STEPS,
+                "seed": SEED, "episodes_per_item": EPISODES_PER_ITEM, "scenarios": SCENARIOS,
+                "episode_s": _pool.EPISODE_S}
+    if a.smoke:
+        defaults.update(SMOKE)
+    for k, v in defaults.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    return a
+
+
+def main(argv=None) -> None:
+    a = parse_args(argv)
+    _pool.handle_sigterm()
+    with _pool.json_stdout() as emit:
+        emit(run(a))
+
+
+def _ratio(x, y):
+    return round(x / y, 4) if y and y == y and x == x else None
+
+
+def run(a) -> dict:
+    from opendojo import code_version
+    from opendojo.fleet.drivers import HUMAN_PROFILES
+    from opendojo.train.dataset import create_dataset
+
+    t_all = time.perf_counter()
+    root = Path(a.data_dir) / f"pool-{a.pool_clips}"
+    tag = f"q{a.keep_drivers:g}-steps{a.steps}-seed{a.seed}"
+    stage = _pool.Stages()
+    settings = dict(vars(a))
+    settings.update(image_size=_pool.IMAGE_SIZE, width=_pool.WIDTH, batch_size=_pool.BATCH_SIZE,
+                    lr=_pool.LR, control=_pool.CONTROL, target_safety=TARGET_SAFETY)
+    log(f"driving benchmark: {settings}")
+
+    with stage("fleet pool"):
+        store, pool_info = _pool.ensure_pool(root, a.pool_clips, a.pool_seed, a.workers,
+                                             tuple(a.clip_seconds))
+    with stage("engine: labels, triggers, quality, embeddings"):
+        engine = _pool.ensure_engine(store, root)
+    name = f"bench-driving-good-q{a.keep_drivers:g}"
+    with stage("select: good drivers' collision-free clips"):
+        good, picked = _pool.good_drivers_clips(store, a.keep_drivers)   # reads tables: cheap
+        clips = _pool.dataset_clips(store, name, lambda: create_dataset(
+            store, name, clip_ids=good, holdout=0.0, seed=a.seed))
+        data = _pool.clip_stats(store, clips)
+        log(f"  {name}: {data['clips']} clips, {data['samples']} samples")
+    with stage("train"):
+        trained = _pool.train_run(store, name, root / "driving" / tag / "train", a.steps, seed=a.seed)
+
+    items = _pool.suite_items(a.episodes_per_item, a.scenarios)
+    ev_tag = f"e{a.episodes_per_item}-{'all' if not a.scenarios else '+'.join(a.scenarios)}-{a.episode_s:g}s"
+    base = {"expert": ("profile", "expert"), **{p: ("profile", p) for p in HUMAN_PROFILES}}
+    with stage("closed loop: expert and human baselines"):
+        episodes, eval_seconds = _pool.closed_loop(store, base, items, root / "eval-baselines",
+                                                   ev_tag, a.workers, a.episode_s)
+    with stage("closed loop: network"):
+        eps, secs = _pool.closed_loop(store, {"network": _pool.network_spec(trained["checkpoint"])},
+                                      items, root / "driving" / tag, ev_tag, a.workers, a.episode_s)
+        episodes += eps
+        eval_seconds.update(secs)
+
+    per = _pool.by_driver(episodes)
+    humans = [e for p in HUMAN_PROFILES for e in per[p]]
+    s = {"network": _pool.summary(per["network"]), "expert": _pool.summary(per["expert"]),
+         "fleet (humans)": _pool.summary(humans), **{p: _pool.summary(per[p]) for p in HUMAN_PROFILES}}
+    net, exp, fleet = s["network"], s["expert"], s["fleet (humans)"]
+    safer = _ratio(fleet["collisions_per_km"], net["collisions_per_km"])
+    fleet_eps = [{**e, "driver": "fleet (humans)"} for e in humans]
+    shown = ["network", "expert", "fleet (humans)"]
+    vs_expert = _pool.paired(episodes, "network", "expert")
+    result = {
+        "benchmark": "driving", "code_version": code_version(), "settings": settings,
+        "pool": {"clips": pool_info["clips"], "frames": pool_info["frames"], "seed": a.pool_seed,
+                 "store": store.url, "generation_seconds": pool_info.get("seconds")},
+        "training_data": {"dataset": name, **data,
+                          "epochs": round(a.steps * _pool.BATCH_SIZE / max(1, data["samples"]), 2),
+                          "selection": picked,
+                          "composition_sim_truth": _pool.composition(store, clips)},
+        "training": {k: trained.get(k) for k in ("step", "loss_window", "train_ade", "samples_per_s",
+                                                 "seconds", "checkpoint", "resumed")},
+        "suite": {"items": len({(i.scenario, i.rare_event) for i in items}),
+                  "episodes_per_item": a.episodes_per_item, "episode_s": a.episode_s,
+                  "seeds": f"{min(i.seed for i in items)}..{max(i.seed for i in items)}",
+                  "scenarios": a.scenarios or "all"},
+        "drivers": {d: {"score": v["score"], "score_ci": v["score_ci"],
+                        "collisions_per_km": v["collisions_per_km"],
+                        "collisions_per_km_ci": v["collisions_per_km_ci"],
+                        "collisions": v["collisions"],
+                        "km": v["km"], "episodes": v["episodes"],
+                        "route_completion": v["route_completion"]} for d, v in s.items()},
+        "ratios": {
+            "network_over_fleet_collisions_per_km": _ratio(net["collisions_per_km"],
+                                                           fleet["collisions_per_km"]),
+            # "x times safer"; null if the network never collided
+            "fleet_over_network_collisions_per_km": safer,
+            "network_over_expert_collisions_per_km": _ratio(net["collisions_per_km"],
+                                                            exp["collisions_per_km"]),
+            "network_over_expert_score": _ratio(net["score"], exp["score"]),
+            "network_minus_expert_score_paired": vs_expert,
+        },
+        "meets_target": {
+            "ten_x_safer_than_fleet": bool(net["collisions_per_km"] * TARGET_SAFETY
+                                           <= fleet["collisions_per_km"]),
+            "ten_x_safer_than_fleet_ci_clear": bool(net["collisions_per_km_ci"][1] * TARGET_SAFETY
+                                                    <= fleet["collisions_per_km_ci"][0]),
+            "score_at_least_expert": bool(net["score"] >= exp["score"]),
+            "score_at_least_expert_ci_clear": bool(net["score_ci"][0] >= exp["score_ci"][1]),
+        },
+        "rare_events": _pool.per_event(episodes + fleet_eps, shown),
+        "per_item": _pool.per_item(episodes + fleet_eps, shown),
+        "stage_seconds": stage.seconds,
+        "work_seconds": {"fleet": pool_info.get("seconds"),
+                         **{f"engine_{k}": v for k, v in engine["seconds"].items()},
+                         "train": trained.get("seconds"),
+                         **{f"closed_loop_{k}": v for k, v in eval_seconds.items()}},
+        "cached": {"pool": pool_info["cached"], "engine": engine["cached"],
+                   "train": trained.get("cached", False)},
+        "total_seconds": round(time.perf_counter() - t_all, 1),
+    }
+    _pool.write_json(root / f"driving-{tag}-{ev_tag}.json", result)
+    log("driving score (95% CI), collisions/km: " + "; ".join(
+        f"{d} {s[d]['score']:.3f} ({s[d]['score_ci'][0]:.3f}-{s[d]['score_ci'][1]:.3f}), "
+        f"{s[d]['collisions_per_km']:.2f}" for d in shown))
+    log(f"fleet/network collisions per km: {safer} (target {TARGET_SAFETY:g}); network/expert "
+        f"score: {result['ratios']['network_over_expert_score']}; targets: {result['meets_target']}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
