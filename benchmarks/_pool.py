@@ -330,7 +330,10 @@ def composition(store, clip_ids: list[str]) -> dict:
     """SIM TRUTH, for the report only: rare-event clips and hidden driver profiles of a set."""
     from collections import Counter
 
-    truth = store.sim_truth().select(["clip_id", "driver_profile", "rare_event"]).to_pylist()
+    from opendojo.clips.store import SIM_TRUTH
+
+    truth = store.dataset(SIM_TRUTH).to_table(
+        columns=["clip_id", "driver_profile", "rare_event"]).to_pylist()
     by = {r["clip_id"]: r for r in truth}
     rows = [by[c] for c in clip_ids if c in by]
     events = Counter(r["rare_event"] for r in rows if r["rare_event"])
