@@ -149,7 +149,7 @@ def render_compare(config: FleetConfig, repeat: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--clips", type=int, default=60)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", choices=["all", "render"], default="all",

@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,29 @@ def test_unlabelled_clips_are_refused(tmp_path):
     s = ClipStore(tmp_path / "s")
     with pytest.raises(DatasetError, match="no labels"):
         TrainLoader(s, sorted(s.clip_ids()), LabelSpec(), LoaderConfig(image_size=16))
+
+
+def test_frame_cache_gives_the_decoded_frames_and_is_read_instead_of_the_video(tmp_path):
+    from opendojo.clips.frame_cache import cache_dir, cached_frames
+    from opendojo.clips.video import decode_rgb
+
+    make_synthetic_store(tmp_path / "s", clips=3, frames=50, size=16, seed=7)
+    s = ClipStore(tmp_path / "s")
+    label_store(s)
+    ids = sorted(s.clip_ids())
+    cfg = LoaderConfig(batch_size=4, image_size=12, block_clips=2, workers=0, seed=1)
+    plain = _take(TrainLoader(s, ids, LabelSpec(), LoaderConfig(**{**cfg.__dict__, "frame_cache": False})), 30)
+    assert not cache_dir(s, 12).exists()
+    cold = _take(TrainLoader(s, ids, LabelSpec(), cfg), 30)       # decodes and fills the cache
+    assert sorted(p.stem for p in cache_dir(s, 12).glob("*.npy")) == ids
+    assert not list(cache_dir(s, 12).glob(".*"))                  # no temporary files left
+    n = s.row(ids[0])["n_frames"]
+    np.testing.assert_array_equal(cached_frames(s, ids[0], n, 12),
+                                  decode_rgb(s.video_source(ids[0]), n_frames=n, size=12))
+    # a warm cache is read, not the video: break every video and the loader still delivers
+    for cid in ids:
+        (tmp_path / "s" / "clips" / cid / "video.mp4").write_bytes(b"not a video")
+    warm = _take(TrainLoader(s, ids, LabelSpec(), cfg), 30)     # more than an epoch
+    assert _same(plain, cold) and _same(plain, warm)
+    with pytest.raises(Exception):
+        _take(TrainLoader(s, ids, LabelSpec(), LoaderConfig(**{**cfg.__dict__, "frame_cache": False})), 1)

@@ -29,10 +29,9 @@ import posixpath
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import fsspec
-import lance
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -43,6 +42,9 @@ from opendojo.clips.schema import (
 )
 from opendojo.clips.video import decode_rgb, encode_h264
 from opendojo.errors import ClipNotFound, StoreError
+
+if TYPE_CHECKING:
+    import lance
 
 CATALOG = "catalog.lance"
 SIM_TRUTH = "simtruth.lance"
@@ -169,6 +171,8 @@ class ClipStore:
     def _append(self, name: str, table: pa.Table) -> None:
         uri = self._uri(name)
         mode = "append" if self.fs.exists(self._p(name)) else "create"
+        import lance   # imported where used: fleet workers only write files and start faster
+
         lance.write_dataset(table, uri, mode=mode)
 
     def quarantine(self, path: str, reason: str) -> None:
@@ -196,6 +200,8 @@ class ClipStore:
 
     # -- reading ---------------------------------------------------------------------------
     def dataset(self, name: str = CATALOG) -> lance.LanceDataset | None:
+        import lance
+
         if not self.fs.exists(self._p(name)):
             return None
         return lance.dataset(self._uri(name))

@@ -37,6 +37,7 @@ class TrainConfig(StageConfig):
     checkpoint_every: int = 100
     log_every: int = 10
     workers: int = 1                  # loader worker processes per rank
+    frame_cache: bool = True          # keep decoded frames on local disk (clips/frame_cache.py)
     block_clips: int = 16
     frame_stride: int = 1
     trajectory_weight: float = 1.0

@@ -17,7 +17,9 @@ Decoding: a `DataLoader` whose workers each decode one whole clip (and resize it
 network's input size); decoded clips come back in plan order, and the main process cuts
 the block's batches from them by indexing (cheap), while workers already decode the next
 clips. Decoding a clip yields every one of its samples, so each frame is decoded once per
-epoch. The batch order does not depend on the number of workers.
+epoch; with the frame cache (default) once per input size at all, and later epochs and
+runs only read the decoded array (`opendojo.clips.frame_cache`). The batch order does not
+depend on the number of workers or on the cache.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from opendojo.clips.frame_cache import cached_frames
 from opendojo.clips.video import decode_rgb
 from opendojo.errors import DatasetError
 from opendojo.label.hindsight import LabelSpec, read_labels
@@ -45,6 +48,7 @@ class LoaderConfig:
     workers: int = 1
     prefetch: int = 4             # decoded clips queued per worker
     seed: int = 0
+    frame_cache: bool = True      # keep decoded frames on disk (opendojo.clips.frame_cache)
 
 
 class ClipLabels:
@@ -120,19 +124,20 @@ def epoch_steps(labels: ClipLabels, cfg: LoaderConfig, world: int) -> int:
 class ClipDecoder(Dataset):
     """Map-style dataset: clip id -> uint8 tensor [N, S, S, 3] (all frames, resized)."""
 
-    def __init__(self, store, rows: dict[str, dict], image_size: int):
-        self.store, self.rows, self.size = store, rows, image_size
+    def __init__(self, store, rows: dict[str, dict], image_size: int, cache: bool = True):
+        self.store, self.rows, self.size, self.cache = store, rows, image_size, cache
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, clip_id: str) -> torch.Tensor:
         row = self.rows[clip_id]
+        if self.cache:   # decoded once per size, then a memory map
+            return torch.from_numpy(np.array(cached_frames(self.store, clip_id, row["n_frames"],
+                                                           self.size)))
         # Scaling to the network's size happens in the decoder's own YUV->RGB pass (swscale).
-        frames = decode_rgb(self.store.video_source(clip_id), n_frames=row["n_frames"], threads=1,
-                            size=self.size)
-        t = torch.from_numpy(frames)
-        return t
+        return torch.from_numpy(decode_rgb(self.store.video_source(clip_id), n_frames=row["n_frames"],
+                                           threads=1, size=self.size))
 
 
 def _worker_init(_):
@@ -209,7 +214,7 @@ class TrainLoader:
     # -- batches -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         cfg = self.cfg
-        dl = DataLoader(ClipDecoder(self.store, self.rows, cfg.image_size),
+        dl = DataLoader(ClipDecoder(self.store, self.rows, cfg.image_size, cfg.frame_cache),
                         sampler=_ClipOrder(self, self.epoch, self.batch), batch_size=None,
                         num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers else None,
                         prefetch_factor=cfg.prefetch if cfg.workers else None)

@@ -70,7 +70,8 @@ def make_loader(cfg: TrainConfig, rank: int = 0, world: int = 1) -> TrainLoader:
     clips = load_dataset(store, cfg.dataset).clips(cfg.split)
     lc = LoaderConfig(batch_size=cfg.batch_size // world, frames=cfg.model.frames,
                       frame_stride=cfg.frame_stride, image_size=cfg.model.image_size,
-                      block_clips=cfg.block_clips, workers=cfg.workers, seed=cfg.seed)
+                      block_clips=cfg.block_clips, workers=cfg.workers, seed=cfg.seed,
+                      frame_cache=cfg.frame_cache)
     return TrainLoader(store, clips, label_spec(cfg), lc, rank=rank, world=world)
 
 
