@@ -56,24 +56,34 @@ def decode_rgb(source: str | BinaryIO, n_frames: int | None = None,
             stream.codec_context.thread_count = threads
         # One reformatter for the whole video: `frame.to_ndarray(format=...)` would build a
         # new swscale context for every frame, which costs more than decoding it.
-        rgb = _RGB(size)
+        rgb = _RGB(size, threads or _scaler_threads(stream.width, stream.height))
         if indices is None:
             return _decode_all(container, stream, n_frames, rgb)
         return _decode_indices(container, stream, list(indices), fps, rgb)
 
 
+def _scaler_threads(width: int, height: int) -> int:
+    """swscale threads: one for small frames, automatic (0) from 720p up.
+
+    PyAV's default is automatic, and for a 96x96 frame handing slices to threads costs
+    about 15x the conversion itself (100 us against 6.5 us a frame on this machine)."""
+    return 0 if width * height >= 1280 * 720 else 1
+
+
 class _RGB:
     """YUV -> packed RGB24 (optionally scaled) through one cached swscale context."""
 
-    def __init__(self, size: int | None = None):
+    def __init__(self, size: int | None = None, threads: int = 1):
         self._reformatter = VideoReformatter()
         self._size = size
+        self._threads = threads
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         if self._size is None:
-            return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+            return self._reformatter.reformat(frame, format="rgb24", threads=self._threads).to_ndarray()
         return self._reformatter.reformat(frame, width=self._size, height=self._size, format="rgb24",
-                                          interpolation=Interpolation.AREA).to_ndarray()
+                                          interpolation=Interpolation.AREA,
+                                          threads=self._threads).to_ndarray()
 
 
 def resize_rgb(frame: np.ndarray, size: int) -> np.ndarray:
@@ -85,7 +95,8 @@ def resize_rgb(frame: np.ndarray, size: int) -> np.ndarray:
     if frame.shape[0] == size and frame.shape[1] == size:
         return frame
     f = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-    return f.reformat(width=size, height=size, interpolation=Interpolation.AREA).to_ndarray()
+    return f.reformat(width=size, height=size, interpolation=Interpolation.AREA,
+                      threads=_scaler_threads(f.width, f.height)).to_ndarray()
 
 
 def _decode_all(container, stream, n_frames: int | None, rgb: "_RGB") -> np.ndarray:
