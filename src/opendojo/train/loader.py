@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from opendojo.clips.frame_cache import cached_frames
+from opendojo.clips.frame_cache import cached_frames, is_cached
 from opendojo.clips.video import decode_rgb
 from opendojo.errors import DatasetError
 from opendojo.label.hindsight import LabelSpec, read_labels
@@ -213,6 +213,13 @@ class TrainLoader:
 
     # -- batches -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.cfg.frame_cache and all(is_cached(self.store, c, self.cfg.image_size)
+                                        for c in self.labels.clip_ids):
+            # Everything decoded already: memory-map in this process, no workers to feed.
+            videos = (cached_frames(self.store, c, self.rows[c]["n_frames"], self.cfg.image_size)
+                      for _, _, clips, _ in self._blocks_from(self.epoch, self.batch) for c in clips)
+            yield from self._batches(videos)
+            return
         cfg = self.cfg
         dl = DataLoader(ClipDecoder(self.store, self.rows, cfg.image_size, cfg.frame_cache),
                         sampler=_ClipOrder(self, self.epoch, self.batch), batch_size=None,
@@ -222,6 +229,10 @@ class TrainLoader:
             # Lance warns on fork; workers only decode video and never touch Lance.
             warnings.filterwarnings("ignore", message="lance is not fork-safe")
             decoded = iter(dl)
+        yield from self._batches(t.numpy() for t in decoded)
+
+    def _batches(self, decoded: Iterator[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches from the position on, given the clips' frames in plan order."""
         start_epoch, start_batch = self.epoch, self.batch
         for epoch, first, clips, batches in self._blocks_from(start_epoch, start_batch):
             videos = [next(decoded) for _ in clips]
@@ -235,7 +246,7 @@ class TrainLoader:
     def _assemble(self, videos, info, pairs: np.ndarray) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         offsets = np.arange(-(cfg.frames - 1) * cfg.frame_stride, 1, cfg.frame_stride)
-        frames = torch.stack([videos[k][torch.from_numpy(f + offsets)] for k, f in pairs])
+        frames = torch.from_numpy(np.stack([videos[k][f + offsets] for k, f in pairs]))
         pick = lambda key: np.stack([info[k][key][f] for k, f in pairs])  # noqa: E731
         return {
             "frames": frames,
