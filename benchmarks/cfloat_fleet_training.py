@@ -3,8 +3,11 @@
 Trains the same model, data, seed and step count in each precision and scores every
 run on the dataset's held-out clips (`evaluate_open_loop`: ADE, FDE, control error).
 Prints one JSON object with each run's held-out figures and its gap to float32.
+`--closed-loop N` also drives each network through the held-out closed-loop suite
+(N episodes per scenario / rare event, the same seeds for every precision) and reports its
+driving score (95% CI) and collisions per km.
 
-    python benchmarks/cfloat_fleet_training.py --store S --dataset NAME [--steps 300]
+    python benchmarks/cfloat_fleet_training.py --store S --dataset NAME [--steps 300] [--closed-loop 2]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 from opendojo.clips.store import ClipStore
+from opendojo.evaluate.closed_loop import evaluate_suite
 from opendojo.evaluate.open_loop import evaluate_open_loop
 from opendojo.train.config import ModelSettings, TrainConfig
 from opendojo.train.dataset import load_dataset
@@ -28,6 +32,8 @@ def main() -> None:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--precisions", default="float32,cfloat8,cfloat16")
+    ap.add_argument("--closed-loop", type=int, default=0, metavar="N",
+                    help="also evaluate closed loop, N episodes per suite item (0: skip)")
     a = ap.parse_args()
     store = ClipStore(a.store)
     held = load_dataset(store, a.dataset).clips("heldout")
@@ -46,6 +52,13 @@ def main() -> None:
                               "steering_mae": res["policy"]["steering_mae"],
                               "final_train_loss": summary.get("loss_window", summary.get("loss")),
                               "train_seconds": round(seconds, 1)}
+            if a.closed_loop:
+                cl = evaluate_suite(Path(tmp) / p, store, episodes_per_item=a.closed_loop,
+                                    baselines=False)["summary"]["network"]
+                out["runs"][p].update({"closed_loop_score": cl["score"],
+                                       "closed_loop_score_ci": cl["score_ci"],
+                                       "collisions_per_km": cl["collisions_per_km"],
+                                       "closed_loop_episodes": cl.get("episodes")})
     ref = out["runs"].get("float32")
     if ref:
         for p, r in out["runs"].items():
