@@ -18,9 +18,10 @@ network upper collision bound x 10 <= fleet lower bound; network score CI lower 
 expert score CI upper bound.)
 
 Settings (flags override them): the constants below and the pool's in `_pool.py`
-(POOL_CLIPS=2000, POOL_SEED, POOL_CLIP_SECONDS=(10, 12), WORKERS=2). On 2 cores: the pool
-and its engine tables take ~30 min when `curation.py` has not made them yet, training ~10
-min, the suite (75 items x 7 drivers) ~6 min; everything is cached under DATA_DIR/pool-N/
+(POOL_CLIPS=2000, POOL_SEED, POOL_CLIP_SECONDS=(10, 12), WORKERS=2). Measured on 2 cores:
+the pool and its engine tables take ~18 min when `curation.py` has not made them yet,
+training ~12 min (one torch thread, ~330 samples/s), the suite (75 episodes x 7 drivers)
+~4.5 min; everything is cached under DATA_DIR/pool-N/
 (training resumes from its last checkpoint, the suite's episodes are kept), so a rerun
 continues where it stopped. `--smoke`: 40-clip pool under bench-data/smoke/, 20 steps, one
 episode per item, 2 scenarios.
@@ -48,6 +49,8 @@ SEED = 0
 EPISODES_PER_ITEM = 5      # closed-loop episodes per scenario / rare event (demo: 2)
 SCENARIOS = None           # None: every scenario (with each of its rare events)
 TARGET_SAFETY = 10.0       # network at least this many times fewer collisions/km than the fleet
+TRAIN_THREADS = 1          # torch threads while training: robust on a shared 2-core machine
+                           # (2 threads collapsed to ~20 samples/s beside another job; 1: ~300)
 
 SMOKE = {"pool_clips": _pool.SMOKE_POOL_CLIPS, "data_dir": _pool.SMOKE_DATA_DIR, "steps": 20,
          "episodes_per_item": 1, "scenarios": list(_pool.SMOKE_SCENARIOS)}
@@ -63,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int)
     ap.add_argument("--keep-drivers", type=float, help="share of the best drivers (1: every clip)")
     ap.add_argument("--steps", type=int)
+    ap.add_argument("--threads", type=int, help="torch threads while training (0: one per core)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--episodes-per-item", type=int)
     ap.add_argument("--scenarios", nargs="*", help="closed-loop scenarios (default: all)")
@@ -71,6 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = {"data_dir": _pool.DATA_DIR, "pool_clips": _pool.POOL_CLIPS,
                 "pool_seed": _pool.POOL_SEED, "clip_seconds": list(_pool.POOL_CLIP_SECONDS),
                 "workers": _pool.WORKERS, "keep_drivers": KEEP_DRIVERS, "steps": TRAIN_STEPS,
+                "threads": TRAIN_THREADS,
                 "seed": SEED, "episodes_per_item": EPISODES_PER_ITEM, "scenarios": SCENARIOS,
                 "episode_s": _pool.EPISODE_S}
     if a.smoke:
@@ -119,7 +124,8 @@ def run(a) -> dict:
         data = _pool.clip_stats(store, clips)
         log(f"  {name}: {data['clips']} clips, {data['samples']} samples")
     with stage("train"):
-        trained = _pool.train_run(store, name, root / "driving" / tag / "train", a.steps, seed=a.seed)
+        trained = _pool.train_run(store, name, root / "driving" / tag / "train", a.steps, seed=a.seed,
+                                  threads=a.threads or None)
 
     items = _pool.suite_items(a.episodes_per_item, a.scenarios)
     ev_tag = f"e{a.episodes_per_item}-{'all' if not a.scenarios else '+'.join(a.scenarios)}-{a.episode_s:g}s"
@@ -151,7 +157,7 @@ def run(a) -> dict:
                           "selection": picked,
                           "composition_sim_truth": _pool.composition(store, clips)},
         "training": {k: trained.get(k) for k in ("step", "loss_window", "train_ade", "samples_per_s",
-                                                 "seconds", "checkpoint", "resumed")},
+                                                 "seconds", "checkpoint", "resumed", "threads")},
         "suite": {"items": len({(i.scenario, i.rare_event) for i in items}),
                   "episodes_per_item": a.episodes_per_item, "episode_s": a.episode_s,
                   "seeds": f"{min(i.seed for i in items)}..{max(i.seed for i in items)}",
