@@ -155,3 +155,17 @@ def test_generate_is_reproducible_and_keeps_truth_apart(tmp_path):
     stats = fleet_stats(sa)
     assert stats["clips"] == 3 and sum(stats["scenario"].values()) == 3
     assert sum(stats["sim_truth"]["driver_profile"].values()) == 3
+
+
+def test_an_intersection_episode_does_not_change_later_episodes_traffic():
+    """highway-env's intersection writes IDM settings on the class; make_env undoes that."""
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    from opendojo.fleet.env import make_env
+
+    before = (IDMVehicle.DISTANCE_WANTED, IDMVehicle.COMFORT_ACC_MAX, IDMVehicle.COMFORT_ACC_MIN)
+    make_env("intersection", 3).close()
+    assert (IDMVehicle.DISTANCE_WANTED, IDMVehicle.COMFORT_ACC_MAX) != before[:2]  # it does leak
+    env = make_env("highway_dense", 5)
+    assert (IDMVehicle.DISTANCE_WANTED, IDMVehicle.COMFORT_ACC_MAX, IDMVehicle.COMFORT_ACC_MIN) == before
+    env.close()

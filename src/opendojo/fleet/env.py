@@ -190,8 +190,46 @@ def make_env(scenario: str, seed: int, config: Any = None, rare_event: str | Non
                                  render_mode="rgb_array")
     env.scenario_name = scenario
     env.camera = camera
+    _restore_class_defaults(env.unwrapped.config.get("other_vehicles_type"))
     env.reset(seed=int(seed))
     return env
+
+
+# highway-env's IntersectionEnv._make_vehicles writes these on the other vehicles' class
+# itself (IDMVehicle), so without a reset every later episode in the process, of any
+# scenario, drives among different traffic: a clip's content (and a baseline's score)
+# would depend on which episodes its process ran before.
+_CLASS_SETTINGS = ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
+_MISSING = object()
+_class_defaults: dict[type, dict[str, Any]] = {}
+
+
+def _restore_class_defaults(vehicle_type) -> None:
+    """Put the class-level settings of the other vehicles' class back to their first-seen values."""
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    classes = {IDMVehicle}
+    if isinstance(vehicle_type, str):
+        classes.add(utils.class_from_path(vehicle_type))
+    for cls in classes:
+        saved = _class_defaults.setdefault(cls, {k: cls.__dict__.get(k, _MISSING) for k in _CLASS_SETTINGS})
+        for k, v in saved.items():
+            if v is _MISSING:
+                if k in cls.__dict__:
+                    delattr(cls, k)
+            else:
+                setattr(cls, k, v)
+
+
+def _snapshot_class_defaults() -> None:
+    """Record IDMVehicle's settings at import, before any intersection env has run."""
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    _class_defaults.setdefault(IDMVehicle, {k: IDMVehicle.__dict__.get(k, _MISSING)
+                                            for k in _CLASS_SETTINGS})
+
+
+_snapshot_class_defaults()
 
 
 def step_command(env, acceleration: float, steering: float):
