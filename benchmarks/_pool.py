@@ -12,10 +12,9 @@ pool      `ensure_pool`: a fleet of POOL_CLIPS clips (FleetConfig, fixed seed, e
           each committed to the store, and planned clips already catalogued are not
           recorded again: the library's `generate` re-records every planned clip on a
           rerun and commits only at the end, so a crash in a 20-minute generation would
-          lose all of it. Each worker also resets the IDMVehicle class attributes that
-          highway-env's intersection env changes process-wide (`_IDM_LEAK`) before each
-          clip, so a clip's content does not depend on which worker recorded it after
-          what. Marker: `<pool>/fleet.json`.
+          lose all of it. (`make_env` resets the IDMVehicle class settings that
+          highway-env's intersection env changes process-wide, so a clip's content does
+          not depend on what its worker recorded before.) Marker: `<pool>/fleet.json`.
 engine    `ensure_engine`: hindsight labels, triggers, driver quality, and clip embeddings
           with the documented no-network fallback (`fallback:thumbnail-v1`), as round 1 of
           `dojo loop` does (no network exists yet, so no shadow mode). Marker:
@@ -149,34 +148,12 @@ def _init_worker(store_url: str, config_json: str) -> None:
 
     _W["store"] = ClipStore(store_url, must_exist=False)
     _W["config"] = FleetConfig.model_validate_json(config_json)
-    from highway_env.vehicle.behavior import IDMVehicle
-
-    _W["idm"] = {k: IDMVehicle.__dict__.get(k, _MISSING) for k in _IDM_LEAK}
-
-
-# highway-env's IntersectionEnv._make_vehicles sets these on the IDMVehicle class itself, so
-# every later episode in the same process (any scenario) drives among different traffic:
-# without a reset a clip's content depends on which clips its worker recorded before.
-_IDM_LEAK = ("DISTANCE_WANTED", "COMFORT_ACC_MAX", "COMFORT_ACC_MIN")
-_MISSING = object()
-
-
-def _reset_idm() -> None:
-    from highway_env.vehicle.behavior import IDMVehicle
-
-    for k, v in _W["idm"].items():
-        if v is _MISSING:
-            if k in IDMVehicle.__dict__:
-                delattr(IDMVehicle, k)
-        else:
-            setattr(IDMVehicle, k, v)
 
 
 def _record(task):
     from opendojo.fleet.recorder import record_clip
 
-    _reset_idm()
-    clip = record_clip(task, _W["config"])
+    clip = record_clip(task, _W["config"])   # make_env resets what intersections leak
     row = _W["store"].write_clip(clip.frames, clip.telemetry, clip.meta)
     return row, {"clip_id": row["clip_id"], **clip.truth}
 
@@ -384,10 +361,10 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
 
 # -- closed loop ---------------------------------------------------------------------------
 def suite_items(episodes_per_item: int, scenarios=None):
-    """The held-out suite, intersection items last: highway-env's IntersectionEnv changes the
-    IDMVehicle class for the rest of its process (see `_IDM_LEAK`), and a worker of
-    `evaluate` takes its jobs in order, so with one driver per pool the other scenarios
-    run before any intersection and see the same traffic for every driver."""
+    """The held-out suite, intersection items last. (Written when highway-env's
+    IntersectionEnv changed the IDMVehicle class for the rest of its process; `make_env`
+    now resets that, so the order no longer matters, and it is kept so that the cached
+    episodes of earlier runs stay comparable.)"""
     from opendojo.evaluate.closed_loop import suite
 
     items = suite(episodes_per_item, list(scenarios) if scenarios else None)
@@ -451,6 +428,14 @@ def poisson_ci(k: int, km: float, conf: float = 0.95) -> list[float]:
     lo = 0.0 if k == 0 else chi2.ppf(a / 2, 2 * k) / 2
     hi = chi2.ppf(1 - a / 2, 2 * k + 2) / 2
     return [float(lo / km), float(hi / km)]
+
+
+def log_table(summaries: dict, drivers: list[str]) -> None:
+    """One log line: each driver's score (95% CI) and collisions per km."""
+    s = summaries
+    log("driving score (95% CI), collisions/km: " + "; ".join(
+        f"{d} {s[d]['score']:.3f} ({s[d]['score_ci'][0]:.3f}-{s[d]['score_ci'][1]:.3f}), "
+        f"{s[d]['collisions_per_km']:.2f}" for d in drivers))
 
 
 def summary(episodes: list[dict]) -> dict:

@@ -242,10 +242,7 @@ def run(a) -> dict:
         "total_seconds": round(time.perf_counter() - t_all, 1),
     }
     _pool.write_json(root / f"curation-{tag}-{ev_tag}.json", result)
-    s = summaries
-    log("driving score (95% CI), collisions/km: " + "; ".join(
-        f"{d} {s[d]['score']:.3f} ({s[d]['score_ci'][0]:.3f}-{s[d]['score_ci'][1]:.3f}), "
-        f"{s[d]['collisions_per_km']:.2f}" for d in shown))
+    _pool.log_table(summaries, shown)
     log(f"curated - random {vs_random}, curated - whole {vs_whole}; beats random: {beats}, "
         f"matches whole: {matches}")
     return result

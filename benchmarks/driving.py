@@ -198,9 +198,7 @@ def run(a) -> dict:
         "total_seconds": round(time.perf_counter() - t_all, 1),
     }
     _pool.write_json(root / f"driving-{tag}-{ev_tag}.json", result)
-    log("driving score (95% CI), collisions/km: " + "; ".join(
-        f"{d} {s[d]['score']:.3f} ({s[d]['score_ci'][0]:.3f}-{s[d]['score_ci'][1]:.3f}), "
-        f"{s[d]['collisions_per_km']:.2f}" for d in shown))
+    _pool.log_table(s, shown)
     log(f"fleet/network collisions per km: {safer} (target {TARGET_SAFETY:g}); network/expert "
         f"score: {result['ratios']['network_over_expert_score']}; targets: {result['meets_target']}")
     return result
