@@ -251,25 +251,13 @@ def ensure_engine(store, root: Path) -> dict:
 
 
 def good_drivers_clips(store, keep: float) -> tuple[list[str], dict]:
-    """Collision-free clips of the best `keep` share of drivers by the engine's driver quality.
+    """The demo's rule (`opendojo.engine.quality.good_drivers_clips`) on the tables that
+    `ensure_engine` wrote, without re-running the stages (their skip is keyed by the git
+    commit); sorted clip ids."""
+    from opendojo.engine.quality import good_drivers_clips as rule
 
-    The same rule as `opendojo.demo._good_drivers_clips`, reading the engine tables that
-    `ensure_engine` wrote instead of re-running the stages (their skip is keyed by the
-    git commit). Telemetry and video only, never sim truth.
-    """
-    import numpy as np
-
-    from opendojo.engine.quality import read_driver_quality
-    from opendojo.engine.triggers import read_triggers
-
-    fired = read_triggers(store)
-    scores = read_driver_quality(store)
-    ranked = sorted(scores, key=scores.get, reverse=True)
-    good = set(ranked[: max(1, int(np.ceil(keep * len(ranked))))])
-    rows = store.catalog(columns=["clip_id", "driver_id"]).to_pylist()
-    ids = sorted(r["clip_id"] for r in rows
-                 if r["driver_id"] in good and "collision" not in fired.get(r["clip_id"], []))
-    return ids, {"drivers_kept": len(good), "drivers": len(ranked), "pool_clips": len(rows)}
+    ids, counts = rule(store, keep)
+    return sorted(ids), counts
 
 
 # -- datasets ------------------------------------------------------------------------------

@@ -44,3 +44,15 @@ def write_mp4_csv(directory: Path, name: str, n: int = 30, fps: float = 10.0, se
     rows = np.column_stack([np.asarray(v, dtype=float) for v in csv_columns.values()])
     np.savetxt(directory / f"{name}.csv", rows, delimiter=",", header=header, comments="", fmt="%.9g")
     return video
+
+
+def labelled_synthetic_store(root, **kwargs):
+    """`make_synthetic_store(root, **kwargs)` with hindsight labels, opened as a ClipStore."""
+    from opendojo.clips.store import ClipStore
+    from opendojo.label.hindsight import label_store
+    from opendojo.train.synthetic import make_synthetic_store
+
+    make_synthetic_store(root, **kwargs)
+    store = ClipStore(root)
+    label_store(store)
+    return store

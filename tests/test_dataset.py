@@ -8,19 +8,17 @@ import torch
 
 from opendojo.clips.store import ClipStore
 from opendojo.errors import DatasetError
-from opendojo.label.hindsight import LabelSpec, label_store
+from opendojo.label.hindsight import LabelSpec
 from opendojo.train.dataset import create_dataset, list_datasets, load_dataset
 from opendojo.train.loader import LoaderConfig, TrainLoader
 from opendojo.train.synthetic import make_synthetic_store
 
+from clipfactory import labelled_synthetic_store
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    make_synthetic_store(root, clips=6, frames=50, size=16, seed=4)
-    s = ClipStore(root)
-    label_store(s)
-    return s
+    return labelled_synthetic_store(tmp_path_factory.mktemp("store"), clips=6, frames=50, size=16, seed=4)
 
 
 def _take(loader, n):
@@ -100,9 +98,7 @@ def test_frame_cache_gives_the_decoded_frames_and_is_read_instead_of_the_video(t
     from opendojo.clips.frame_cache import cache_dir, cached_frames
     from opendojo.clips.video import decode_rgb
 
-    make_synthetic_store(tmp_path / "s", clips=3, frames=50, size=16, seed=7)
-    s = ClipStore(tmp_path / "s")
-    label_store(s)
+    s = labelled_synthetic_store(tmp_path / "s", clips=3, frames=50, size=16, seed=7)
     ids = sorted(s.clip_ids())
     cfg = LoaderConfig(batch_size=4, image_size=12, block_clips=2, workers=0, seed=1)
     plain = _take(TrainLoader(s, ids, LabelSpec(), LoaderConfig(**{**cfg.__dict__, "frame_cache": False})), 30)

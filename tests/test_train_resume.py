@@ -12,13 +12,12 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from opendojo.clips.store import ClipStore
 from opendojo.errors import CheckpointError, ConfigError, DatasetError
-from opendojo.label.hindsight import label_store
 from opendojo.train.config import ModelSettings, TrainConfig
 from opendojo.train.dataset import create_dataset
-from opendojo.train.synthetic import make_synthetic_store
 from opendojo.train.trainer import KILL_ENV, train
+
+from clipfactory import labelled_synthetic_store
 
 TINY = dict(frames=2, image_size=16, width=4, stages=2, hidden=16)
 ARGS = ["--batch-size", "4", "--steps", "12", "--checkpoint-every", "5", "--log-every", "1",
@@ -28,10 +27,7 @@ ARGS = ["--batch-size", "4", "--steps", "12", "--checkpoint-every", "5", "--log-
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    make_synthetic_store(root, clips=4, frames=60, size=16, seed=11)
-    s = ClipStore(root)
-    label_store(s)
+    s = labelled_synthetic_store(tmp_path_factory.mktemp("store"), clips=4, frames=60, size=16, seed=11)
     create_dataset(s, "d", holdout=0.25, seed=0)
     return s
 

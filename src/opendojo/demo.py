@@ -137,28 +137,16 @@ def run_demo(cfg: DemoConfig) -> Path:
 
 
 def _good_drivers_clips(store, keep: float) -> list[str]:
-    """Collision-free clips of the best `keep` share of drivers by the engine's driver quality.
-
-    "More mediocre data does not improve driving; good drivers' data does." The quality
-    score comes from telemetry and video only (opendojo.engine.quality), never sim truth.
-    """
-    import numpy as np
-
-    from opendojo.engine.quality import read_driver_quality, run_quality, write_driver_quality
-    from opendojo.engine.triggers import read_triggers, run_triggers
+    """Run the triggers and driver quality, then keep the good drivers' collision-free clips."""
+    from opendojo.engine.quality import good_drivers_clips, run_quality, write_driver_quality
+    from opendojo.engine.triggers import run_triggers
 
     run_triggers(store)
-    fired = read_triggers(store)
     run_quality(store)
     write_driver_quality(store)
-    scores = read_driver_quality(store)
-    ranked = sorted(scores, key=scores.get, reverse=True)
-    good = set(ranked[: max(1, int(np.ceil(keep * len(ranked))))])
-    rows = store.catalog(columns=["clip_id", "driver_id"]).to_pylist()
-    ids = [r["clip_id"] for r in rows
-           if r["driver_id"] in good and "collision" not in fired.get(r["clip_id"], [])]
-    console.print(f"{len(good)} of {len(ranked)} drivers kept; {len(ids)} of {len(rows)} clips "
-                  "(collision-free clips of those drivers)")
+    ids, n = good_drivers_clips(store, keep)
+    console.print(f"{n['drivers_kept']} of {n['drivers']} drivers kept; {len(ids)} of "
+                  f"{n['pool_clips']} clips (collision-free clips of those drivers)")
     return ids
 
 

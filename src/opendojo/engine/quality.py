@@ -255,3 +255,22 @@ def read_driver_quality(store) -> dict[str, float]:
         return {}
     t = ds.to_table(columns=["driver_id", "score"])
     return dict(zip(t.column("driver_id").to_pylist(), t.column("score").to_pylist()))
+
+
+def good_drivers_clips(store, keep: float) -> tuple[list[str], dict]:
+    """Collision-free clips of the best `keep` share of drivers by driver quality.
+
+    "More mediocre data does not improve driving; good drivers' data does." Reads the
+    engine's tables (triggers, driver quality: telemetry and video only, never sim truth);
+    run those stages first. Returns the clip ids in catalog order and counts for a log line.
+    """
+    from opendojo.engine.triggers import read_triggers
+
+    fired = read_triggers(store)
+    scores = read_driver_quality(store)
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    good = set(ranked[: max(1, int(np.ceil(keep * len(ranked))))])
+    rows = store.catalog(columns=["clip_id", "driver_id"]).to_pylist()
+    ids = [r["clip_id"] for r in rows
+           if r["driver_id"] in good and "collision" not in fired.get(r["clip_id"], [])]
+    return ids, {"drivers_kept": len(good), "drivers": len(ranked), "pool_clips": len(rows)}

@@ -205,7 +205,8 @@ _class_defaults: dict[type, dict[str, Any]] = {}
 
 
 def _restore_class_defaults(vehicle_type) -> None:
-    """Put the class-level settings of the other vehicles' class back to their first-seen values."""
+    """Put the class-level settings of the other vehicles' class back to the values they had
+    when `make_env` first saw the class (before any reset of its, so before any intersection)."""
     from highway_env.vehicle.behavior import IDMVehicle
 
     classes = {IDMVehicle}
@@ -219,17 +220,6 @@ def _restore_class_defaults(vehicle_type) -> None:
                     delattr(cls, k)
             else:
                 setattr(cls, k, v)
-
-
-def _snapshot_class_defaults() -> None:
-    """Record IDMVehicle's settings at import, before any intersection env has run."""
-    from highway_env.vehicle.behavior import IDMVehicle
-
-    _class_defaults.setdefault(IDMVehicle, {k: IDMVehicle.__dict__.get(k, _MISSING)
-                                            for k in _CLASS_SETTINGS})
-
-
-_snapshot_class_defaults()
 
 
 def step_command(env, acceleration: float, steering: float):
