@@ -53,11 +53,13 @@ def test_near_stop_on_highway_and_collision_and_lane_changes():
 
 
 def test_gap_ahead_reads_the_distance_to_the_car_in_front():
-    cfg = QualityConfig()
-    frames = np.full((2, 96, 96, 3), 100, np.uint8)            # grey road
-    ego_front = 72 - 4 - 2
-    gap_px = 30
-    frames[0, ego_front - gap_px - 7:ego_front - gap_px, 46:50] = (100, 200, 255)  # a blue car
+    from opendojo.fleet.camera import Camera
+
+    cfg, cam = QualityConfig(), Camera()
+    frames = np.full((2, cam.height, cam.width, 3), 100, np.uint8)   # grey road
+    ego_front = round(cam.ego_row * cam.height) - 4 - 2         # the ego's nose (5 m long)
+    gap_px, c = 30, cam.width // 2
+    frames[0, ego_front - gap_px - 7:ego_front - gap_px, c - 2:c + 2] = (100, 200, 255)  # a blue car
     frames[1, 20:30, 5:9] = (100, 200, 255)                      # a car in another lane
     g = gap_ahead(frames, cfg)
     assert abs(g[0] - gap_px / cfg.px_per_m) < 1.5

@@ -8,12 +8,14 @@ import pytest
 import opendojo  # noqa: F401  (SDL settings)
 from opendojo.config import load_config
 from opendojo.errors import ConfigError
+from opendojo.fleet.camera import Camera
 from opendojo.fleet.config import PROFILE_NAMES, SCENARIO_NAMES, FleetConfig
 
 
 def test_config_defaults_and_errors(tmp_path):
     cfg = FleetConfig()
-    assert cfg.clips >= 100 and cfg.workers == 2 and (cfg.width, cfg.height) == (96, 96)
+    assert cfg.clips >= 100 and cfg.workers == 2
+    assert cfg.camera() == Camera()   # the fleet films with the camera evaluation drives with
     assert set(cfg.scenario_mix) == set(SCENARIO_NAMES)
     bad = tmp_path / "f.toml"
     bad.write_text('[fleet]\nscenario_mix = {moon = 1.0}\n')
@@ -59,13 +61,14 @@ def test_env_camera_and_expert(scenario):
         driver.reset(env)
         s0 = ego_state(env)
         frame = render_ego_view(env, env.camera)
-        assert frame.shape == (96, 96, 3) and frame.dtype == np.uint8
+        cam = env.camera
+        assert frame.shape == (cam.height, cam.width, 3) and frame.dtype == np.uint8
         assert frame.std() > 5  # a road, not a black or flat image
         # The ego (green) is drawn at the camera's ego position, pointing up (taller than wide).
         green = (frame[..., 1] > 150) & (frame[..., 0] < 120) & (frame[..., 2] < 80)
         rows, cols = np.nonzero(green)
         assert len(rows) > 3
-        assert abs(rows.mean() - 0.75 * 96) < 4 and abs(cols.mean() - 48) < 4
+        assert abs(rows.mean() - cam.ego_row * cam.height) < 4 and abs(cols.mean() - cam.width / 2) < 4
         assert np.ptp(rows) > np.ptp(cols)
         for _ in range(15):
             (acc, steer), _ = step_command(env, *driver.command(env))

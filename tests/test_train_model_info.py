@@ -9,12 +9,17 @@ from opendojo.train.model import PolicyConfig, PolicyNet
 
 
 def test_flops_per_sample_match_hand_count():
-    pc = PolicyConfig(frames=2, image_size=8, width=4, stages=1, hidden=10, horizon=3)
+    pc = PolicyConfig(frames=2, image_size=8, width=4, stages=1, hidden=10, horizon=3,
+                      pooling="spatial", spatial_channels=8)
     d = describe(pc)
-    macs = (4 * 4 * 4) * (6 * 9)          # conv 3x3 stride 2: 6 -> 4 channels, 4x4 output
-    macs += (4 * 4 * 4) * (4 * 9)         # conv 3x3: 4 -> 4 channels
-    macs += (4 + 16 + 1) * 10 + 10 * 10 + 10 * 6 + 10 * 2   # fuse MLP and the two heads
+    convs = (4 * 4 * 4) * (6 * 9)         # conv 3x3 stride 2: 6 -> 4 channels, 4x4 output
+    convs += (4 * 4 * 4) * (4 * 9)        # conv 3x3: 4 -> 4 channels
+    heads = 10 * 10 + 10 * 6 + 10 * 2     # second MLP layer and the two heads
+    macs = convs + (4 * 4) * 4 * 8        # 1x1 conv 4 -> 8 channels on the 4x4 map
+    macs += (8 * 4 * 4 + 16 + 1) * 10 + heads   # fuse MLP on the flattened map
     assert d["flops_per_sample_forward"] == 2 * macs
+    mean = describe(PolicyConfig(**{**pc.to_dict(), "pooling": "mean"}))
+    assert mean["flops_per_sample_forward"] == 2 * (convs + (4 + 16 + 1) * 10 + heads)
     # backward: weight gradients (= forward) plus input gradients of every layer but the first
     assert 2 * d["flops_per_sample_forward"] < d["flops_per_sample_train"] < 3 * d["flops_per_sample_forward"]
     assert d["parameters"] == sum(p.numel() for p in PolicyNet(pc).parameters())
@@ -27,3 +32,43 @@ def test_model_info_cli_prints_json():
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["config"]["width"] == 4 and out["parameters"] > 0 and out["flops_per_sample_forward"] > 0
+
+
+def test_spatial_pooling_keeps_where_things_are_and_old_checkpoints_load_as_mean():
+    import torch
+
+    pc = PolicyConfig(frames=1, image_size=16, width=4, stages=2, hidden=8, horizon=3)
+    net = PolicyNet(pc).eval()
+    # the same blob on the left or on the right of the image: mean pooling of a translation-
+    # equivariant encoder can barely tell them apart, the flattened map can
+    a = torch.zeros(1, 1, 3, 16, 16)
+    b = torch.zeros(1, 1, 3, 16, 16)
+    a[..., 4:8, 1:5], b[..., 4:8, 11:15] = 1.0, 1.0
+    with torch.no_grad():
+        fa, fb = net.encode(a), net.encode(b)
+    assert fa.shape == (1, pc.spatial_channels * 4 * 4) and not torch.allclose(fa, fb)
+    old = {k: v for k, v in pc.to_dict().items() if k not in ("pooling", "spatial_channels")}
+    assert PolicyConfig.from_dict(old).pooling == "mean"
+    assert PolicyConfig.from_dict(pc.to_dict()) == pc
+
+
+def test_deviation_weight_counts_departures_from_constant_velocity_more():
+    import torch
+
+    from opendojo.train.config import TrainConfig
+    from opendojo.train.trainer import policy_loss, sample_weights
+
+    cfg = TrainConfig(deviation_weight=0.5)
+    t = torch.arange(1, 7, dtype=torch.float32) * 0.5
+    cruise = torch.stack([20.0 * t, torch.zeros(6)], -1)               # on at 20 m/s
+    brake = torch.stack([20.0 * t - 2.0 * t ** 2, torch.zeros(6)], -1)  # braking at 4 m/s^2
+    batch = {"trajectory": torch.stack([cruise, brake]), "speed": torch.tensor([20.0, 20.0]),
+             "controls": torch.zeros(2, 2)}
+    w = sample_weights(batch, cfg)
+    assert w[0] == 1.0 and torch.isclose(w[1], torch.tensor(1 + 0.5 * 18.0))
+    # a network that drives on at constant velocity: the weighted loss is dominated by the braking
+    out = {"trajectory": torch.stack([cruise, cruise]), "controls": torch.zeros(2, 2)}
+    plain, _ = policy_loss(out, batch, TrainConfig(deviation_weight=0.0))
+    weighted, _ = policy_loss(out, batch, cfg)
+    assert weighted > plain * 1.5
+    assert sample_weights(batch, TrainConfig(deviation_weight=0.0)) is None

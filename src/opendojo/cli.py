@@ -49,7 +49,7 @@ def demo_cmd(
     train_steps: int = typer.Option(None, help="Training steps."),
     episodes: int = typer.Option(None, help="Closed-loop episodes per scenario and rare event."),
     seed: int = typer.Option(None, help="Seed of the whole run."),
-    config: str = typer.Option(None, help="TOML file with a [demo] table."),
+    config: str = typer.Option(None, help="TOML file with a \\[demo] table."),
 ) -> None:
     """The main job: fleet -> label -> train -> evaluate (open and closed loop) -> report."""
     from opendojo.config import load_config
@@ -66,7 +66,7 @@ def loop_cmd(
     run_dir: str = typer.Option("runs/loop", help="Where the loop's files go (resumable)."),
     seed: int = typer.Option(None, help="Seed of the whole loop."),
     budget: str = typer.Option(None, help="Share of the pool's frames each round trains on, e.g. 40%."),
-    config: str = typer.Option(None, help="TOML file with a [loop] table."),
+    config: str = typer.Option(None, help="TOML file with a \\[loop] table."),
 ) -> None:
     """The flywheel: deploy in shadow mode, collect, select, label, retrain, evaluate; N rounds."""
     from opendojo.config import load_config

@@ -43,6 +43,7 @@ from opendojo import code_version
 from opendojo.config import StageConfig
 from opendojo.engine import tables
 from opendojo.engine.triggers import TRIGGERS, dt_of, lane_changes
+from opendojo.fleet.camera import Camera
 
 FEATURES = ("harsh_brake_per_min", "harsh_accel_per_min", "jerk_rms", "steer_rate_rms",
             "lane_changes_per_min", "weaving_per_min", "collision", "short_headway_share")
@@ -62,8 +63,8 @@ class QualityConfig(StageConfig):
     temperature: float = Field(5.0, gt=0, description="score = exp(-penalty / temperature)")
     headway_s: float = Field(1.0, gt=0, description="time headway under which a frame counts as short")
     following_s: float = Field(3.0, gt=0, description="time headway under which the car is following")
-    px_per_m: float = Field(1.5, gt=0, description="camera pixels per metre (fleet camera)")
-    ego_row: float = Field(0.75, gt=0, lt=1, description="ego's row, fraction of the height")
+    px_per_m: float = Field(Camera.scaling, gt=0, description="camera pixels per metre (fleet camera)")
+    ego_row: float = Field(Camera.ego_row, gt=0, lt=1, description="ego's row, fraction of the height")
     lane_half_width_m: float = Field(1.5, gt=0, description="half width of the strip ahead searched")
     min_speed: float = Field(3.0, ge=0, description="m/s: slower frames have no headway")
 

@@ -139,7 +139,7 @@ def load_network(checkpoint: str | Path):
     from opendojo.train.model import PolicyConfig, PolicyNet
 
     meta = read_meta(checkpoint)
-    model = PolicyNet(PolicyConfig(**meta["model"]))
+    model = PolicyNet(PolicyConfig.from_dict(meta["model"]))
     load_checkpoint(checkpoint, model)
     return model.eval()
 

@@ -32,7 +32,7 @@ def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch
 
     ckpt = resolve(checkpoint)
     meta = read_meta(ckpt)
-    pc = PolicyConfig(**meta["model"])
+    pc = PolicyConfig.from_dict(meta["model"])
     net = PolicyNet(pc)
     load_checkpoint(ckpt, net, expect_model=pc.to_dict())
     net.eval()

@@ -18,7 +18,7 @@ def generate_cmd(
     clips: Optional[int] = typer.Option(None, "--clips", help="number of clips"),
     workers: Optional[int] = typer.Option(None, "--workers", help="worker processes"),
     seed: Optional[int] = typer.Option(None, "--seed", help="fleet seed"),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a [fleet] table"),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with a \\[fleet] table"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Drive the simulated fleet and store its clips (video, telemetry, sim truth)."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from opendojo.config import StageConfig
+from opendojo.fleet.camera import Camera
+
+_CAMERA = Camera()  # the defaults below are the camera's own
 
 # Simulator seed ranges, disjoint so that no closed-loop evaluation episode replays the scene
 # of a clip that could be trained on:
@@ -26,10 +29,10 @@ class FleetConfig(StageConfig):
     clips: int = Field(100, ge=1, description="clips to generate")
     workers: int = Field(2, ge=1, le=256, description="worker processes")
     seed: int = Field(0, ge=0, description="fleet seed: the same seed gives the same clips")
-    width: int = Field(96, ge=16, le=1024, description="frame width [px], even")
-    height: int = Field(96, ge=16, le=1024, description="frame height [px], even")
-    camera_scaling: float = Field(1.5, gt=0.1, le=20, description="pixels per metre")
-    camera_ego_row: float = Field(0.75, gt=0.0, lt=1.0,
+    width: int = Field(_CAMERA.width, ge=16, le=1024, description="frame width [px], even")
+    height: int = Field(_CAMERA.height, ge=16, le=1024, description="frame height [px], even")
+    camera_scaling: float = Field(_CAMERA.scaling, gt=0.1, le=20, description="pixels per metre")
+    camera_ego_row: float = Field(_CAMERA.ego_row, gt=0.0, lt=1.0,
                                   description="where the ego sits, fraction of the height from the top")
     fps: float = Field(10.0, description="video frame rate = policy frequency [Hz]")
     clip_seconds: tuple[float, float] = Field((10.0, 20.0), description="clip length range [s]")

@@ -68,7 +68,7 @@ def train_cmd(
     store: str = typer.Option(None, "--store"),
     dataset: str = typer.Option(None, "--dataset", help="dataset version name"),
     run_dir: Path = typer.Option(Path("runs/train"), "--run-dir"),
-    config: Path = typer.Option(None, "--config", help="TOML file with a [train] table"),
+    config: Path = typer.Option(None, "--config", help="TOML file with a \\[train] table"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir from its last checkpoint"),
     steps: int = typer.Option(None, "--steps"),
     batch_size: int = typer.Option(None, "--batch-size", help="global batch size"),
@@ -141,7 +141,7 @@ def _launch_torchrun(cfg, run_dir: Path, resume: bool, nproc: int, progress: boo
 
 @model_app.command("info")
 def model_info(
-    config: Path = typer.Option(None, "--config", help="TOML file with a [train] table"),
+    config: Path = typer.Option(None, "--config", help="TOML file with a \\[train] table"),
     checkpoint: str = typer.Option(None, "--checkpoint", help="describe this checkpoint's model"),
     frames: int = typer.Option(None, "--frames"),
     image_size: int = typer.Option(None, "--image-size"),
@@ -158,7 +158,7 @@ def model_info(
     if checkpoint:
         from opendojo.train.checkpoint import read_meta
 
-        pc = PolicyConfig(**read_meta(checkpoint)["model"])
+        pc = PolicyConfig.from_dict(read_meta(checkpoint)["model"])
     else:
         cfg = load_config(TrainConfig, config, section="train")
         model = {**cfg.model.model_dump(), **(_model_overrides(frames, image_size, width, stages, hidden) or {})}

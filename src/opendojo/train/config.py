@@ -19,6 +19,8 @@ class ModelSettings(StageConfig):
     hidden: int = 128
     horizon: int = 6
     horizon_s: float = 3.0
+    pooling: Literal["spatial", "mean"] = "spatial"
+    spatial_channels: int = 8
 
 
 class TrainConfig(StageConfig):
@@ -41,6 +43,8 @@ class TrainConfig(StageConfig):
     block_clips: int = 16
     frame_stride: int = 1
     trajectory_weight: float = 1.0
+    deviation_weight: float = 0.5     # extra weight per metre a sample's future departs from
+                                      # constant velocity (trainer.sample_weights)
     controls_weight: float = 1.0
     accel_scale: float = 1.0          # m/s^2 of acceleration error worth one unit of loss
     steering_scale: float = 0.05      # rad of steering error worth one unit of loss

@@ -53,7 +53,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists (pass --overwrite to replace it)")
     ckpt = resolve(checkpoint)
-    pc = PolicyConfig(**read_meta(ckpt)["model"])
+    pc = PolicyConfig.from_dict(read_meta(ckpt)["model"])
     net = PolicyNet(pc)
     load_checkpoint(ckpt, net, expect_model=pc.to_dict())
     net.eval()

@@ -34,9 +34,18 @@ class PolicyConfig:
     horizon: int = 6          # trajectory waypoints predicted
     speed_scale: float = 30.0  # speed is divided by this before entering the network
     horizon_s: float = 3.0    # seconds spanned by the waypoints (evenly spaced, the last at horizon_s)
+    pooling: str = "spatial"  # "spatial": keep where things are (a 1x1 conv to spatial_channels,
+                              # then flatten); "mean": global average pooling
+    spatial_channels: int = 8
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PolicyConfig":
+        """From a checkpoint's `model` entry; checkpoints written before `pooling` existed
+        used global average pooling."""
+        return cls(**{"pooling": "mean", **d})
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -66,12 +75,21 @@ class PolicyNet(nn.Module):
         self.config = config
         c = config
         chans = [3 * c.frames] + [c.width * 2**i for i in range(c.stages)]
+        if c.pooling == "spatial":
+            # The camera is fixed to the ego car, so *where* a vehicle is in the feature map
+            # (in my lane, 20 m ahead) is what matters; global average pooling throws it away.
+            side = c.image_size
+            for _ in range(c.stages):
+                side = (side + 1) // 2
+            head = [nn.Conv2d(chans[-1], c.spatial_channels, 1), nn.ReLU(inplace=True), nn.Flatten()]
+            self.feature_dim = c.spatial_channels * side * side
+        elif c.pooling == "mean":
+            head = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+            self.feature_dim = chans[-1]
+        else:
+            raise ValueError(f"pooling must be 'spatial' or 'mean', not {c.pooling!r}")
         self.encoder = nn.Sequential(
-            *[_conv_block(chans[i], chans[i + 1]) for i in range(c.stages)],
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.feature_dim = chans[-1]
+            *[_conv_block(chans[i], chans[i + 1]) for i in range(c.stages)], *head)
         self.command_embedding = nn.Embedding(N_COMMANDS, 16)
         self.fuse = nn.Sequential(
             nn.Linear(self.feature_dim + 16 + 1, c.hidden),

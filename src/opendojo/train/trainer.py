@@ -45,8 +45,26 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
+def sample_weights(batch: dict, cfg: TrainConfig) -> torch.Tensor | None:
+    """Per-sample loss weights: 1 + deviation_weight x (metres between where the driver ended
+    up at the horizon and where driving on straight at constant speed would have). Most
+    frames are cruising; the few where the driver brakes for something or swerves are the
+    ones that teach, and without the weight the network learns to drive on regardless."""
+    if not cfg.deviation_weight:
+        return None
+    truth = batch["trajectory"]
+    cv_end = batch["speed"].to(truth.dtype) * cfg.model.horizon_s
+    dev = torch.stack([truth[:, -1, 0] - cv_end, truth[:, -1, 1]], dim=-1).norm(dim=-1)
+    return 1.0 + cfg.deviation_weight * dev
+
+
 def policy_loss(out: dict, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    traj = F.smooth_l1_loss(out["trajectory"].float(), batch["trajectory"])
+    w = sample_weights(batch, cfg)
+    if w is None:
+        traj = F.smooth_l1_loss(out["trajectory"].float(), batch["trajectory"])
+    else:
+        per = F.smooth_l1_loss(out["trajectory"].float(), batch["trajectory"], reduction="none")
+        traj = (per.mean(dim=(1, 2)) * w).sum() / w.sum()
     scale = torch.tensor([cfg.accel_scale, cfg.steering_scale], device=batch["controls"].device)
     ctrl = F.smooth_l1_loss(out["controls"].float() / scale, batch["controls"] / scale)
     ade = (out["trajectory"].float() - batch["trajectory"]).norm(dim=-1).mean()
