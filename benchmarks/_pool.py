@@ -406,18 +406,6 @@ def network_spec(checkpoint: str) -> tuple:
     return ("network", (str(resolve(checkpoint)), CONTROL))
 
 
-def poisson_ci(k: int, km: float, conf: float = 0.95) -> list[float]:
-    """Exact (Garwood) confidence interval of a collision rate: k events in km."""
-    from scipy.stats import chi2
-
-    if km <= 0:
-        return [float("nan"), float("nan")]
-    a = 1 - conf
-    lo = 0.0 if k == 0 else chi2.ppf(a / 2, 2 * k) / 2
-    hi = chi2.ppf(1 - a / 2, 2 * k + 2) / 2
-    return [float(lo / km), float(hi / km)]
-
-
 def log_table(summaries: dict, drivers: list[str]) -> None:
     """One log line: each driver's score (95% CI) and collisions per km."""
     s = summaries
@@ -427,11 +415,10 @@ def log_table(summaries: dict, drivers: list[str]) -> None:
 
 
 def summary(episodes: list[dict]) -> dict:
-    """`opendojo.evaluate.scoring.summarize` plus a confidence interval of collisions/km."""
+    """`opendojo.evaluate.scoring.summarize`, rounded for the JSON."""
     from opendojo.evaluate.scoring import Episode, summarize
 
     s = summarize([Episode(**e) for e in episodes])
-    s["collisions_per_km_ci"] = poisson_ci(s["collisions"], s["km"])
     return {k: (round(v, 4) if isinstance(v, float) else
                 [round(x, 4) for x in v] if isinstance(v, list) else v) for k, v in s.items()}
 

@@ -138,3 +138,13 @@ def test_fleet_seeds_never_reach_the_evaluation_range():
     tasks = plan_clips(FleetConfig(clips=2000, seed=3))
     assert max(t.seed for t in tasks) < EVAL_SEED_BASE
     assert not {t.seed for t in tasks} & {i.seed for i in suite(3)}
+
+
+def test_collision_rate_ci_is_the_exact_poisson_interval():
+    from opendojo.evaluate.scoring import poisson_ci
+
+    # Garwood's table: 0 events -> (0, 3.689); 10 events -> (4.795, 18.39)
+    assert poisson_ci(0, 1.0) == [0.0, pytest.approx(3.689, abs=1e-3)]
+    lo, hi = poisson_ci(10, 2.0)
+    assert lo == pytest.approx(4.795 / 2, abs=1e-3) and hi == pytest.approx(18.39 / 2, abs=1e-2)
+    assert all(x != x for x in poisson_ci(3, 0.0))   # no distance: no rate

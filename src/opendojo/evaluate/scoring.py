@@ -101,14 +101,28 @@ def mean_ci(values, confidence: float = 0.95, seed: int = 0) -> tuple[float, flo
     return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def poisson_ci(k: int, km: float, conf: float = 0.95) -> list[float]:
+    """Exact (Garwood) confidence interval of a collision rate: k collisions in km."""
+    from scipy.stats import chi2
+
+    if km <= 0:
+        return [float("nan"), float("nan")]
+    a = 1 - conf
+    lo = 0.0 if k == 0 else chi2.ppf(a / 2, 2 * k) / 2
+    hi = chi2.ppf(1 - a / 2, 2 * k + 2) / 2
+    return [float(lo / km), float(hi / km)]
+
+
 def summarize(episodes: list[Episode]) -> dict:
-    """Suite figures for one driver: collisions per km, mean driving score with its CI."""
+    """Suite figures for one driver: collisions per km with its exact Poisson 95% CI, mean
+    driving score with its bootstrap 95% CI."""
     km = sum(e.distance_m for e in episodes) / 1000.0
     collisions = sum(1 for e in episodes if e.collision)
     score, lo, hi = mean_ci([e.score for e in episodes])
     return {
         "episodes": len(episodes), "km": km, "collisions": collisions,
         "collisions_per_km": collisions / km if km > 0 else float("nan"),
+        "collisions_per_km_ci": poisson_ci(collisions, km),
         "score": score, "score_ci": [lo, hi],
         "route_completion": float(np.mean([e.route_completion for e in episodes])) if episodes else float("nan"),
         "mean_abs_jerk": float(np.mean([e.mean_abs_jerk for e in episodes])) if episodes else float("nan"),
