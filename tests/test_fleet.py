@@ -41,6 +41,11 @@ def test_fleet_plan_is_seeded_and_ids_hide_profiles():
     tasks = plan_clips(cfg, fleet)
     assert tasks == plan_clips(cfg)
     assert tasks != plan_clips(cfg.model_copy(update={"seed": 4}))
+    # a later batch of the same fleet: new clips, the same drivers with the same profiles
+    later = plan_clips(cfg.model_copy(update={"batch": 1}))
+    assert [t.seed for t in later] != [t.seed for t in tasks]
+    profile = {v.driver_id: v.driver_profile for v in fleet}
+    assert all(profile[t.driver_id] == t.driver_profile for t in later)
     assert {t.scenario for t in tasks} == set(SCENARIO_NAMES)
     assert all(100 <= t.n_frames <= 200 for t in tasks)
     events = [t.rare_event for t in tasks if t.rare_event]

@@ -78,8 +78,9 @@ def run_loop(cfg: LoopConfig) -> dict:
         info: dict = {"round": k}
         if previous is not None:
             info["deploy"] = _deploy(cfg, store, previous, k)
+            # the same fleet (drivers keep their ids and ways) drives a new batch of clips
             generate(cfg.store_url, FleetConfig(clips=cfg.clips_per_round, workers=cfg.workers,
-                                                seed=cfg.seed + k), progress=True)
+                                                seed=cfg.seed, batch=k - 1), progress=True)
         info.update(_engine(store, previous))
         info["dataset"], info["selection"] = _select(cfg, store, k)
         info["train"] = _train(cfg, store, info["dataset"], rdir / "train", previous,

@@ -29,6 +29,8 @@ class FleetConfig(StageConfig):
     clips: int = Field(100, ge=1, description="clips to generate")
     workers: int = Field(2, ge=1, le=256, description="worker processes")
     seed: int = Field(0, ge=0, description="fleet seed: the same seed gives the same clips")
+    batch: int = Field(0, ge=0, description="which batch of clips the same fleet (same cars "
+                       "and drivers) drives: each batch is a new set of clips")
     width: int = Field(_CAMERA.width, ge=16, le=1024, description="frame width [px], even")
     height: int = Field(_CAMERA.height, ge=16, le=1024, description="frame height [px], even")
     camera_scaling: float = Field(_CAMERA.scaling, gt=0.1, le=20, description="pixels per metre")

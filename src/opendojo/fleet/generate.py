@@ -49,12 +49,14 @@ def plan_fleet(config: FleetConfig) -> list[FleetVehicle]:
 
 
 def plan_clips(config: FleetConfig, fleet: list[FleetVehicle] | None = None):
-    """The clip tasks of a run: a pure function of the config (and so of the seed)."""
+    """The clip tasks of a run: a pure function of the config (its seed and batch). The fleet
+    (cars, drivers, their profiles) depends on the seed alone, so every batch of the same
+    seed is driven by the same drivers."""
     from opendojo.fleet.recorder import ClipTask
     from opendojo.fleet.scenarios import SCENARIOS
 
     fleet = fleet or plan_fleet(config)
-    rng = np.random.default_rng([config.seed, 2])
+    rng = np.random.default_rng([config.seed, 2] + ([config.batch] if config.batch else []))
     names = [s for s in config.scenario_mix if config.scenario_mix[s] > 0]
     weights = np.array([config.scenario_mix[s] for s in names], float)
     weights /= weights.sum()
