@@ -134,42 +134,12 @@ def handle_sigterm() -> None:
 
 
 # -- the pool -----------------------------------------------------------------------------
-_W: dict = {}
-
-
-def _init_worker(store_url: str, config_json: str) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent stops us
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
-    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
-    import opendojo  # noqa: F401  (SDL environment before pygame loads)
-    from opendojo.clips.store import ClipStore
-    from opendojo.fleet.config import FleetConfig
-
-    _W["store"] = ClipStore(store_url, must_exist=False)
-    _W["config"] = FleetConfig.model_validate_json(config_json)
-
-
-def _record(task):
-    from opendojo.fleet.recorder import record_clip
-
-    clip = record_clip(task, _W["config"])   # make_env resets what intersections leak
-    row = _W["store"].write_clip(clip.frames, clip.telemetry, clip.meta)
-    return row, {"clip_id": row["clip_id"], **clip.truth}
-
-
-def _task_key(seed, vehicle_id, driver_id, scenario) -> tuple:
-    return (int(seed), vehicle_id, driver_id, scenario)
-
-
 def ensure_pool(root: Path, clips: int, seed: int, workers: int = WORKERS,
-                clip_seconds: tuple[float, float] = POOL_CLIP_SECONDS, chunk: int = 200):
+                clip_seconds: tuple[float, float] = POOL_CLIP_SECONDS):
     """The fleet pool's store at `root/store` with every planned clip; returns (store, info)."""
-    import multiprocessing as mp
-
     from opendojo.clips.store import ClipStore
     from opendojo.fleet.config import FleetConfig
-    from opendojo.fleet.generate import commit, plan_clips
+    from opendojo.fleet.generate import generate
 
     cfg = FleetConfig(clips=clips, workers=workers, seed=seed, clip_seconds=clip_seconds)
     root = Path(root)
@@ -181,45 +151,21 @@ def ensure_pool(root: Path, clips: int, seed: int, workers: int = WORKERS,
         if info["config"] != json.loads(json.dumps(want)):
             raise SystemExit(f"{root} holds another pool ({info['config']}); pick another --data-dir")
         return ClipStore(url), {**info, "cached": True}
-    store = ClipStore.create(url)
-    tasks = plan_clips(cfg)
-    cat = store.catalog(columns=["seed", "vehicle_id", "driver_id", "scenario"]).to_pylist()
-    have = {_task_key(r["seed"], r["vehicle_id"], r["driver_id"], r["scenario"]) for r in cat}
-    todo = [t for t in tasks if _task_key(t.seed, t.vehicle_id, t.driver_id, t.scenario) not in have]
-    log(f"fleet pool {url}: {len(tasks) - len(todo)} of {len(tasks)} clips already there, "
-        f"recording {len(todo)} on {workers} workers")
+    log(f"fleet pool {url}: recording the clips not there yet on {workers} workers "
+        f"(committed every 200)")
     t0 = time.perf_counter()
-    frames = done = 0
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(max(1, min(workers, len(todo) or 1)), initializer=_init_worker,
-                    initargs=(url, cfg.model_dump_json()))
-    try:
-        for c0 in range(0, len(todo), chunk):
-            part = sorted(todo[c0:c0 + chunk], key=lambda t: -t.n_frames)
-            rows, truths = [], []
-            try:
-                for row, truth in pool.imap_unordered(_record, part, chunksize=1):
-                    rows.append(row)
-                    truths.append(truth)
-            finally:   # complete clips are committed, also on Ctrl-C / SIGTERM
-                commit(store, rows, truths)
-            done += len(rows)
-            frames += sum(r["n_frames"] for r in rows)
-            el = time.perf_counter() - t0
-            log(f"  {done}/{len(todo)} clips recorded, {frames / el:.0f} frames/s, "
-                f"{el:.0f} s, about {el / done * (len(todo) - done):.0f} s left")
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
+    gen = generate(url, cfg, progress=False)   # GenerationInterrupted (Ctrl-C) propagates
+    done, frames = gen["generated"], gen["frames"]
+    log(f"  {done} clips recorded ({gen['skipped']} were there), {gen['frames_per_s']:.0f} frames/s")
+    store = ClipStore(url)
     seconds = time.perf_counter() - t0
     n = len(store)
     cat = store.catalog(columns=["n_frames"])
     info = {"config": want, "clips": n, "frames": int(sum(cat.column("n_frames").to_pylist())),
             "recorded_now": done, "seconds": round(seconds, 1),
             "frames_per_s": round(frames / seconds, 1) if seconds > 0 and frames else None}
-    if n < len(tasks):
-        log(f"note: {n} distinct clips for {len(tasks)} planned (identical content)")
+    if n < clips:
+        log(f"note: {n} distinct clips for {clips} planned (identical content)")
     write_json(marker, info)
     return store, {**info, "cached": False}
 

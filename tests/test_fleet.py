@@ -144,8 +144,9 @@ def test_generate_is_reproducible_and_keeps_truth_apart(tmp_path):
     b = generate(str(tmp_path / "b"), cfg.model_copy(update={"workers": 1}), progress=False)
     sa, sb = ClipStore(tmp_path / "a"), ClipStore(tmp_path / "b")
     assert sa.clip_ids() == sb.clip_ids() and len(sa.clip_ids()) == 3
-    # Generating again into the same store adds nothing.
-    assert generate(str(tmp_path / "a"), cfg, progress=False)["clips"] == 0
+    # Generating again into the same store records nothing: the planned clips are there.
+    again = generate(str(tmp_path / "a"), cfg, progress=False)
+    assert again["clips"] == 0 and again["generated"] == 0 and again["skipped"] == 3
     cat = sa.catalog()
     assert cat.schema == CATALOG_SCHEMA
     profiles = set(PROFILE_NAMES)
@@ -163,6 +164,11 @@ def test_generate_is_reproducible_and_keeps_truth_apart(tmp_path):
     stats = fleet_stats(sa)
     assert stats["clips"] == 3 and sum(stats["scenario"].values()) == 3
     assert sum(stats["sim_truth"]["driver_profile"].values()) == 3
+    # A bigger run of the same fleet records only what is missing, committing as it goes.
+    more = generate(str(tmp_path / "a"), cfg.model_copy(update={"clips": 5}), progress=False,
+                    commit_every=1)
+    assert more["generated"] == 2 and more["skipped"] == 3 and len(ClipStore(tmp_path / "a")) == 5
+    assert ClipStore(tmp_path / "a").clip_ids() >= sb.clip_ids()
 
 
 def test_an_intersection_episode_does_not_change_later_episodes_traffic():

@@ -102,60 +102,92 @@ def _work(task) -> tuple[dict, dict, float]:
     return row, truth, time.perf_counter() - t0
 
 
-def generate(store_url: str, config: FleetConfig, progress: bool = True) -> dict:
+def task_key(seed, vehicle_id, driver_id, scenario) -> tuple:
+    """What identifies a planned clip in the catalog (a clip's id comes from its content)."""
+    return (int(seed), str(vehicle_id), str(driver_id), str(scenario))
+
+
+def generate(store_url: str, config: FleetConfig, progress: bool = True,
+             commit_every: int = 200) -> dict:
     """Generate `config.clips` clips into the store at `store_url`; returns a summary.
 
-    Returns {"clips": new clips catalogued, "generated": clips recorded, "frames": ...,
-    "seconds": wall time, "clips_per_s", "frames_per_s", "interrupted": bool}.
+    Planned clips the catalog already has are not recorded again, and recorded clips are
+    committed every `commit_every` clips, so a long run that is stopped (Ctrl-C, SIGTERM, a
+    crash) loses at most the clips since the last commit, and running it again records only
+    what is missing.
+
+    Returns {"clips": new clips catalogued, "generated": clips recorded, "skipped": planned
+    clips already in the store, "frames": ..., "seconds": wall time, "clips_per_s",
+    "frames_per_s", "interrupted": bool}.
     """
     from opendojo.clips.store import ClipStore
 
     store = ClipStore.create(store_url)
-    tasks = plan_clips(config)
+    planned = plan_clips(config)
+    cat = store.catalog(columns=["seed", "vehicle_id", "driver_id", "scenario"]).to_pylist()
+    have = {task_key(r["seed"], r["vehicle_id"], r["driver_id"], r["scenario"]) for r in cat}
+    tasks = [t for t in planned if task_key(t.seed, t.vehicle_id, t.driver_id, t.scenario) not in have]
     rows: list[dict] = []
     truths: list[dict] = []
     t0 = time.perf_counter()
     interrupted = False
+    added = recorded = n_frames = 0
     workers = max(1, min(config.workers, len(tasks)))
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(workers, initializer=_init_worker,
-                    initargs=(store_url, config.model_dump_json()))
     bar = _progress(progress)
     previous_term = signal.getsignal(signal.SIGTERM)
 
     def _on_term(signum, frame):
         raise KeyboardInterrupt
 
+    def flush() -> None:
+        nonlocal added, recorded, n_frames
+        batch_rows, batch_truths = list(rows), list(truths)
+        rows.clear()
+        truths.clear()
+        added += commit(store, batch_rows, batch_truths)
+        recorded += len(batch_rows)
+        n_frames += int(sum(r["n_frames"] for r in batch_rows))
+
+    pool = None
     try:
         if previous_term in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, _on_term)
     except ValueError:  # not the main thread
         previous_term = None
     try:
+        if tasks:
+            ctx = mp.get_context("spawn")
+            pool = ctx.Pool(workers, initializer=_init_worker,
+                            initargs=(store_url, config.model_dump_json()))
         with bar:
             job = bar.add_task("fleet", total=len(tasks), frames=0) if bar else None
             frames = 0
-            # Longest first: the pool ends sooner when slow clips do not come last.
-            order = sorted(tasks, key=lambda t: -t.n_frames)
-            for row, truth, _ in pool.imap_unordered(_work, order, chunksize=1):
-                rows.append(row)
-                truths.append(truth)
-                frames += row["n_frames"]
-                if bar:
-                    bar.update(job, advance=1, frames=frames)
-        pool.close()
+            for c0 in range(0, len(tasks), max(1, commit_every)):
+                # Longest first: the pool ends sooner when slow clips do not come last.
+                order = sorted(tasks[c0:c0 + commit_every], key=lambda t: -t.n_frames)
+                for row, truth, _ in pool.imap_unordered(_work, order, chunksize=1):
+                    rows.append(row)
+                    truths.append(truth)
+                    frames += row["n_frames"]
+                    if bar:
+                        bar.update(job, advance=1, frames=frames)
+                flush()
+        if pool is not None:
+            pool.close()
     except KeyboardInterrupt:
         interrupted = True
-        pool.terminate()
+        if pool is not None:
+            pool.terminate()
     finally:
-        pool.join()
+        if pool is not None:
+            pool.join()
         if previous_term in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    added = commit(store, rows, truths)
+        flush()   # the complete clips are committed, also when stopped
     elapsed = time.perf_counter() - t0
-    n_frames = int(sum(r["n_frames"] for r in rows))
-    summary = {"store": store_url, "clips": added, "generated": len(rows), "frames": n_frames,
-               "seconds": round(elapsed, 2), "clips_per_s": round(len(rows) / elapsed, 3),
+    summary = {"store": store_url, "clips": added, "generated": recorded,
+               "skipped": len(planned) - len(tasks), "frames": n_frames,
+               "seconds": round(elapsed, 2), "clips_per_s": round(recorded / elapsed, 3),
                "frames_per_s": round(n_frames / elapsed, 1), "workers": workers,
                "seed": config.seed, "interrupted": interrupted}
     if interrupted:
