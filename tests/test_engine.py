@@ -257,3 +257,12 @@ def test_safety_driver_takes_over_and_the_takeover_clip_is_uploaded(tmp_path):
     assert row["expert_driving"] == expect
     assert len(row["network_acc"]) == store.row(row["clip_id"])["n_frames"]
     assert store.row(row["clip_id"])["driver_id"] == "safety-driver"
+    # labels: a frame is a training sample only if the safety driver drove its whole future
+    from opendojo.label.hindsight import LabelSpec, label_store, read_labels
+
+    spec = LabelSpec(horizon_s=0.3, waypoints=3)
+    label_store(store, spec)
+    valid = read_labels(store, [row["clip_id"]], spec).column("valid").to_pylist()
+    drove = row["expert_driving"]
+    want = [all(drove[i:i + 4]) and i + 3 < len(drove) for i in range(len(drove))]
+    assert valid == want and any(want) and not all(valid)

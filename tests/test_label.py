@@ -92,3 +92,14 @@ def test_clips_without_labels_are_refused(tmp_path):
     label_store(store, clip_ids=ids[:1])
     with pytest.raises(DatasetError, match="1 of 2 clips have no"):
         read_labels(store, ids)
+
+
+def test_driven_through_needs_the_whole_horizon():
+    from opendojo.label.hindsight import driven_through
+
+    t = np.arange(10) / 10.0
+    expert = np.array([0, 1, 1, 1, 1, 1, 0, 1, 1, 1], bool)
+    # horizon 0.3 s: frame i needs frames i..i+3 (the last ones run out of clip: still
+    # "driven through", the horizon check of label_telemetry marks them)
+    got = driven_through(expert, t, 0.3)
+    assert got.tolist() == [False, True, True, False, False, False, False, True, True, True]

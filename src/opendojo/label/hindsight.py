@@ -16,6 +16,12 @@ A clip knows where the car went next. For every frame `i` the labeller writes:
 Frames less than `horizon_s` before the clip's end have no full future: they are kept with
 `valid = False` and null trajectory, future speeds and command, never padded.
 
+Safety-driver clips (`opendojo.engine.disengage`: the network drove, the expert took over
+when it got unsafe) are labelled too, but a frame is `valid` only if the safety driver
+drove its whole future: a hindsight label of what the *network* did would teach the network
+its own mistakes. What stays are the states the network led into, labelled with the
+expert's way out of them (DAgger's idea, from telemetry alone).
+
 Only telemetry is read (pose, speed, controls): never the simulator's ground truth.
 Labels are appended to `<store>/labels.lance`, one row per frame, keyed by clip id, frame
 and label set (labeller version, horizon, waypoints). Re-running labels only the clips that
@@ -127,12 +133,25 @@ def label_telemetry(tel: dict[str, np.ndarray], spec: LabelSpec = LabelSpec()) -
             "steering": steer, "controls_derived": derived, "command": command}
 
 
+def driven_through(driving: np.ndarray, t: np.ndarray, horizon_s: float) -> np.ndarray:
+    """Frames i whose whole future up to t[i] + horizon_s has `driving` true (bool [N])."""
+    driving = np.asarray(driving, bool)
+    off = np.concatenate([[0], np.cumsum(~driving)])                    # not-driving count
+    end = np.searchsorted(t, t + horizon_s + 1e-6, side="right")          # first frame after
+    return (off[end] - off[np.arange(len(t))]) == 0
+
+
 def label_table(clip_id: str, telemetry: pa.Table, spec: LabelSpec = LabelSpec(),
-                version_of_code: str | None = None) -> pa.Table:
-    """The label rows of one clip as an Arrow table in `labels_schema`."""
+                version_of_code: str | None = None, trusted: np.ndarray | None = None) -> pa.Table:
+    """The label rows of one clip as an Arrow table in `labels_schema`. `trusted` (bool per
+    frame): only frames whose whole future is trusted are valid (safety-driver clips)."""
     cols = {name: telemetry.column(name).to_numpy(zero_copy_only=False)
             for name in telemetry.column_names}
     lab = label_telemetry(cols, spec)
+    if trusted is not None:
+        keep = driven_through(trusted, np.asarray(cols["t"], np.float64), spec.horizon_s)
+        lab["valid"] = lab["valid"] & keep
+        lab["command"] = np.where(lab["valid"], lab["command"], -1)
     n, w = len(lab["valid"]), spec.waypoints
     valid = lab["valid"]
     mask = pa.array(~valid)
@@ -180,9 +199,10 @@ def label_store(store, spec: LabelSpec = LabelSpec(), clip_ids: Iterable[str] | 
     done = labelled_clip_ids(store, spec)
     todo = [c for c in wanted if c not in done]
     version = code_version()
+    expert = _safety_driver_frames(store, todo)
     tables = []
     for cid in todo:
-        tables.append(label_table(cid, store.telemetry(cid), spec, version))
+        tables.append(label_table(cid, store.telemetry(cid), spec, version, trusted=expert.get(cid)))
         if progress is not None:
             progress()
     frames = valid = 0
@@ -192,6 +212,17 @@ def label_store(store, spec: LabelSpec = LabelSpec(), clip_ids: Iterable[str] | 
         store._append(LABELS, table)   # one atomic Lance commit
     return {"labelled": len(todo), "skipped": len(wanted) - len(todo), "frames": frames,
             "valid": valid, "labeller_version": spec.version}
+
+
+def _safety_driver_frames(store, clip_ids: list[str]) -> dict[str, np.ndarray]:
+    """For the safety-driver clips among `clip_ids`: which frames the expert drove."""
+    from opendojo.engine import tables
+
+    tab = tables.read(store, tables.DISENGAGEMENTS, clip_ids, columns=["clip_id", "expert_driving"]) \
+        if clip_ids else None
+    if tab is None:
+        return {}
+    return {r["clip_id"]: np.asarray(r["expert_driving"], bool) for r in tab.to_pylist()}
 
 
 def read_labels(store, clip_ids: Sequence[str], spec: LabelSpec = LabelSpec(),
