@@ -148,7 +148,9 @@ def ensure_pool(root: Path, clips: int, seed: int, workers: int = WORKERS,
     want = cfg.model_dump(exclude={"workers"})
     if marker.exists():
         info = read_json(marker)
-        if info["config"] != json.loads(json.dumps(want)):
+        # fields added to FleetConfig since the pool was made take their defaults
+        made = FleetConfig(**info["config"]).model_dump(exclude={"workers"})
+        if json.loads(json.dumps(made)) != json.loads(json.dumps(want)):
             raise SystemExit(f"{root} holds another pool ({info['config']}); pick another --data-dir")
         return ClipStore(url), {**info, "cached": True}
     log(f"fleet pool {url}: recording the clips not there yet on {workers} workers "
