@@ -295,6 +295,16 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
     return {**summary, "cached": False}
 
 
+def pool_and_engine(stage, a, root: Path):
+    """The pool's store (`ensure_pool`) and its engine tables (`ensure_engine`), as stages."""
+    with stage("fleet pool"):
+        store, pool_info = ensure_pool(root, a.pool_clips, a.pool_seed, a.workers,
+                                       tuple(a.clip_seconds))
+    with stage("engine: labels, triggers, quality, embeddings"):
+        engine = ensure_engine(store, root)
+    return store, pool_info, engine
+
+
 # -- closed loop ---------------------------------------------------------------------------
 def suite_items(episodes_per_item: int, scenarios=None):
     """The held-out suite, intersection items last. (Written when highway-env's
@@ -319,6 +329,41 @@ def closed_loop(store, drivers: dict[str, tuple], items, cache_dir: Path, tag: s
                                               workers, episode_s)
         episodes += eps
     return episodes, seconds
+
+
+def drive_suite(stage, store, a, root: Path, networks: dict[str, str], cache_dir: Path) -> dict:
+    """The expert, every human profile (cached under root/eval-baselines) and each network
+    (name -> checkpoint, cached under cache_dir) on the held-out suite of `a`'s settings.
+
+    Returns tag (of the cache files), episodes, fleet_episodes (the human profiles' episodes
+    relabelled "fleet (humans)"), summaries (networks, expert, fleet (humans), each profile),
+    seconds (per driver) and suite (what was driven)."""
+    from opendojo.fleet.drivers import HUMAN_PROFILES
+
+    items = suite_items(a.episodes_per_item, a.scenarios)
+    tag = f"e{a.episodes_per_item}-{'all' if not a.scenarios else '+'.join(a.scenarios)}-{a.episode_s:g}s"
+    base = {"expert": ("profile", "expert"), **{p: ("profile", p) for p in HUMAN_PROFILES}}
+    with stage("closed loop: expert and human baselines"):
+        episodes, seconds = closed_loop(store, base, items, root / "eval-baselines", tag,
+                                        a.workers, a.episode_s)
+    for name, checkpoint in networks.items():
+        with stage(f"closed loop: {name}"):
+            eps, secs = closed_loop(store, {name: network_spec(checkpoint)}, items, cache_dir, tag,
+                                    a.workers, a.episode_s)
+            episodes += eps
+            seconds.update(secs)
+    per = by_driver(episodes)
+    humans = [e for p in HUMAN_PROFILES for e in per[p]]
+    summaries = {n: summary(per[n]) for n in networks}
+    summaries["expert"] = summary(per["expert"])
+    summaries["fleet (humans)"] = summary(humans)
+    summaries.update({p: summary(per[p]) for p in HUMAN_PROFILES})
+    return {"tag": tag, "episodes": episodes, "summaries": summaries, "seconds": seconds,
+            "fleet_episodes": [{**e, "driver": "fleet (humans)"} for e in humans],
+            "suite": {"items": len({(i.scenario, i.rare_event) for i in items}),
+                      "episodes_per_item": a.episodes_per_item, "episode_s": a.episode_s,
+                      "seeds": f"{min(i.seed for i in items)}..{max(i.seed for i in items)}",
+                      "scenarios": a.scenarios or "all"}}
 
 
 def _closed_loop_one(store, name, spec, items, cache: Path, workers, episode_s):

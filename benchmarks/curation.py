@@ -133,11 +133,7 @@ def run(a) -> dict:
                     control=_pool.CONTROL)
     log(f"curation benchmark: {settings}")
 
-    with stage("fleet pool"):
-        store, pool_info = _pool.ensure_pool(root, a.pool_clips, a.pool_seed, a.workers,
-                                             tuple(a.clip_seconds))
-    with stage("engine: labels, triggers, quality, embeddings"):
-        engine = _pool.ensure_engine(store, root)
+    store, pool_info, engine = _pool.pool_and_engine(stage, a, root)
 
     cat = store.catalog(columns=["clip_id", "n_frames"]).to_pylist()
     frames_of = {r["clip_id"]: r["n_frames"] for r in cat}
@@ -163,28 +159,10 @@ def run(a) -> dict:
         with stage(f"train {arm}"):
             trained[arm] = _pool.train_run(store, names[arm], runs / arm, a.steps, seed=a.seed)
 
-    items = _pool.suite_items(a.episodes_per_item, a.scenarios)
-    ev_tag = f"e{a.episodes_per_item}-{'all' if not a.scenarios else '+'.join(a.scenarios)}-{a.episode_s:g}s"
-    base = {"expert": ("profile", "expert"), **{p: ("profile", p) for p in HUMAN_PROFILES}}
-    with stage("closed loop: expert and human baselines"):
-        episodes, eval_seconds = _pool.closed_loop(store, base, items, root / "eval-baselines",
-                                                   ev_tag, a.workers, a.episode_s)
-    for arm in ARMS:
-        with stage(f"closed loop: {arm}"):
-            eps, secs = _pool.closed_loop(
-                store, {arm: _pool.network_spec(trained[arm]["checkpoint"])}, items, runs,
-                ev_tag, a.workers, a.episode_s)
-            episodes += eps
-            eval_seconds.update(secs)
-
-    per = _pool.by_driver(episodes)
-    humans = [e for p in HUMAN_PROFILES for e in per[p]]
-    summaries = {arm: _pool.summary(per[arm]) for arm in ARMS}
-    summaries["expert"] = _pool.summary(per["expert"])
-    summaries["fleet (humans)"] = _pool.summary(humans)
-    for p in HUMAN_PROFILES:
-        summaries[p] = _pool.summary(per[p])
-    fleet_eps = [{**e, "driver": "fleet (humans)"} for e in humans]
+    suite = _pool.drive_suite(stage, store, a, root,
+                              {arm: trained[arm]["checkpoint"] for arm in ARMS}, runs)
+    episodes, summaries, eval_seconds = suite["episodes"], suite["summaries"], suite["seconds"]
+    ev_tag, fleet_eps = suite["tag"], suite["fleet_episodes"]
     vs_random = _pool.paired(episodes, "curated", "random")
     vs_whole = _pool.paired(episodes, "curated", "whole")
     beats = vs_random["mean"] >= CLEAR_MARGIN and vs_random["ci"][0] > 0
@@ -212,10 +190,7 @@ def run(a) -> dict:
                  "store": store.url, "generation_seconds": pool_info.get("seconds"),
                  "composition_sim_truth": _pool.composition(store, sorted(frames_of))},
         "engine": {k: engine[k] for k in ("seconds", "embedder", "shadow")},
-        "suite": {"items": len({(i.scenario, i.rare_event) for i in items}),
-                  "episodes_per_item": a.episodes_per_item, "episode_s": a.episode_s,
-                  "seeds": f"{min(i.seed for i in items)}..{max(i.seed for i in items)}",
-                  "scenarios": a.scenarios or "all"},
+        "suite": suite["suite"],
         "arms": arms,
         "baselines": {d: summaries[d] for d in ["expert", "fleet (humans)", *HUMAN_PROFILES]},
         "table": {d: {"score": summaries[d]["score"], "score_ci": summaries[d]["score_ci"],

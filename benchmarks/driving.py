@@ -99,7 +99,6 @@ def _ratio(x, y):
 
 def run(a) -> dict:
     from opendojo import code_version
-    from opendojo.fleet.drivers import HUMAN_PROFILES
     from opendojo.train.dataset import create_dataset
 
     t_all = time.perf_counter()
@@ -111,11 +110,7 @@ def run(a) -> dict:
                     lr=_pool.LR, control=_pool.CONTROL, target_safety=TARGET_SAFETY)
     log(f"driving benchmark: {settings}")
 
-    with stage("fleet pool"):
-        store, pool_info = _pool.ensure_pool(root, a.pool_clips, a.pool_seed, a.workers,
-                                             tuple(a.clip_seconds))
-    with stage("engine: labels, triggers, quality, embeddings"):
-        engine = _pool.ensure_engine(store, root)
+    store, pool_info, engine = _pool.pool_and_engine(stage, a, root)
     name = f"bench-driving-good-q{a.keep_drivers:g}"
     with stage("select: good drivers' collision-free clips"):
         good, picked = _pool.good_drivers_clips(store, a.keep_drivers)   # reads tables: cheap
@@ -127,25 +122,12 @@ def run(a) -> dict:
         trained = _pool.train_run(store, name, root / "driving" / tag / "train", a.steps, seed=a.seed,
                                   threads=a.threads or None)
 
-    items = _pool.suite_items(a.episodes_per_item, a.scenarios)
-    ev_tag = f"e{a.episodes_per_item}-{'all' if not a.scenarios else '+'.join(a.scenarios)}-{a.episode_s:g}s"
-    base = {"expert": ("profile", "expert"), **{p: ("profile", p) for p in HUMAN_PROFILES}}
-    with stage("closed loop: expert and human baselines"):
-        episodes, eval_seconds = _pool.closed_loop(store, base, items, root / "eval-baselines",
-                                                   ev_tag, a.workers, a.episode_s)
-    with stage("closed loop: network"):
-        eps, secs = _pool.closed_loop(store, {"network": _pool.network_spec(trained["checkpoint"])},
-                                      items, root / "driving" / tag, ev_tag, a.workers, a.episode_s)
-        episodes += eps
-        eval_seconds.update(secs)
-
-    per = _pool.by_driver(episodes)
-    humans = [e for p in HUMAN_PROFILES for e in per[p]]
-    s = {"network": _pool.summary(per["network"]), "expert": _pool.summary(per["expert"]),
-         "fleet (humans)": _pool.summary(humans), **{p: _pool.summary(per[p]) for p in HUMAN_PROFILES}}
+    suite = _pool.drive_suite(stage, store, a, root, {"network": trained["checkpoint"]},
+                              root / "driving" / tag)
+    episodes, s, eval_seconds = suite["episodes"], suite["summaries"], suite["seconds"]
+    ev_tag, fleet_eps = suite["tag"], suite["fleet_episodes"]
     net, exp, fleet = s["network"], s["expert"], s["fleet (humans)"]
     safer = _ratio(fleet["collisions_per_km"], net["collisions_per_km"])
-    fleet_eps = [{**e, "driver": "fleet (humans)"} for e in humans]
     shown = ["network", "expert", "fleet (humans)"]
     vs_expert = _pool.paired(episodes, "network", "expert")
     result = {
@@ -158,10 +140,7 @@ def run(a) -> dict:
                           "composition_sim_truth": _pool.composition(store, clips)},
         "training": {k: trained.get(k) for k in ("step", "loss_window", "train_ade", "samples_per_s",
                                                  "seconds", "checkpoint", "resumed", "threads")},
-        "suite": {"items": len({(i.scenario, i.rare_event) for i in items}),
-                  "episodes_per_item": a.episodes_per_item, "episode_s": a.episode_s,
-                  "seeds": f"{min(i.seed for i in items)}..{max(i.seed for i in items)}",
-                  "scenarios": a.scenarios or "all"},
+        "suite": suite["suite"],
         "drivers": {d: {"score": v["score"], "score_ci": v["score_ci"],
                         "collisions_per_km": v["collisions_per_km"],
                         "collisions_per_km_ci": v["collisions_per_km_ci"],

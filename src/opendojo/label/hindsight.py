@@ -150,8 +150,7 @@ def label_table(clip_id: str, telemetry: pa.Table, spec: LabelSpec = LabelSpec()
     lab = label_telemetry(cols, spec)
     if trusted is not None:
         keep = driven_through(trusted, np.asarray(cols["t"], np.float64), spec.horizon_s)
-        lab["valid"] = lab["valid"] & keep
-        lab["command"] = np.where(lab["valid"], lab["command"], -1)
+        lab["valid"] = lab["valid"] & keep     # the targets of invalid frames are masked below
     n, w = len(lab["valid"]), spec.waypoints
     valid = lab["valid"]
     mask = pa.array(~valid)
