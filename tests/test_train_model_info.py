@@ -72,3 +72,19 @@ def test_deviation_weight_counts_departures_from_constant_velocity_more():
     weighted, _ = policy_loss(out, batch, cfg)
     assert weighted > plain * 1.5
     assert sample_weights(batch, TrainConfig(deviation_weight=0.0)) is None
+
+
+def test_spatial_head_cannot_go_blind_and_old_spatial_checkpoints_keep_their_relu():
+    import torch
+
+    pc = PolicyConfig(frames=1, image_size=16, width=4, stages=2, hidden=8, horizon=3)
+    net = PolicyNet(pc).eval()
+    proj = net.encoder[pc.stages]          # the 1x1 conv of the spatial head
+    with torch.no_grad():                  # a projection pushed negative everywhere, as the
+        proj.bias.fill_(-100.0)            # trained demo network's was ("dying ReLU")
+        a, b = torch.rand(2, 1, 1, 3, 16, 16)
+        fa, fb = net.encode(a), net.encode(b)
+    assert not torch.allclose(fa, fb), "the features no longer depend on the frames"
+    old = {k: v for k, v in pc.to_dict().items() if k != "spatial_relu"}
+    assert PolicyConfig.from_dict(old).spatial_relu
+    assert any(isinstance(m, torch.nn.ReLU) for m in PolicyNet(PolicyConfig.from_dict(old)).encoder[pc.stages:])

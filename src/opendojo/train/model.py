@@ -37,6 +37,8 @@ class PolicyConfig:
     pooling: str = "spatial"  # "spatial": keep where things are (a 1x1 conv to spatial_channels,
                               # then flatten); "mean": global average pooling
     spatial_channels: int = 8
+    spatial_relu: bool = False  # a ReLU after the 1x1 conv: only checkpoints written before
+                                # 2026-11-22 have it (see PolicyNet)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,8 +46,9 @@ class PolicyConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PolicyConfig":
         """From a checkpoint's `model` entry; checkpoints written before `pooling` existed
-        used global average pooling."""
-        return cls(**{"pooling": "mean", **d})
+        used global average pooling, and those written before `spatial_relu` existed had
+        the ReLU."""
+        return cls(**{"pooling": "mean", "spatial_relu": True, **d})
 
 
 def _norm(c: int) -> nn.GroupNorm:
@@ -81,7 +84,13 @@ class PolicyNet(nn.Module):
             side = c.image_size
             for _ in range(c.stages):
                 side = (side + 1) // 2
-            head = [nn.Conv2d(chans[-1], c.spatial_channels, 1), nn.ReLU(inplace=True), nn.Flatten()]
+            # No ReLU after the 1x1 conv: with one, every one of its few channels died in
+            # training (negative pre-activation on every input), the features were all zero
+            # and the network drove blind, at constant velocity into whatever was ahead.
+            # The encoder's last block already ends in a ReLU; this is a linear projection.
+            head = [nn.Conv2d(chans[-1], c.spatial_channels, 1)]
+            head += [nn.ReLU(inplace=True)] if c.spatial_relu else []
+            head += [nn.Flatten()]
             self.feature_dim = c.spatial_channels * side * side
         elif c.pooling == "mean":
             head = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
