@@ -44,7 +44,7 @@ _register_areas()
 
 @app.command("demo")
 def demo_cmd(
-    run_dir: str = typer.Option("runs/demo", help="Where the run's files go."),
+    run_dir: str = typer.Option(None, help="Where the run's files go (default runs/demo)."),
     clips: int = typer.Option(None, help="Fleet clips to generate."),
     train_steps: int = typer.Option(None, help="Training steps."),
     episodes: int = typer.Option(None, help="Closed-loop episodes per scenario and rare event."),
@@ -62,8 +62,8 @@ def demo_cmd(
 
 @app.command("loop")
 def loop_cmd(
-    rounds: int = typer.Option(3, help="Flywheel rounds."),
-    run_dir: str = typer.Option("runs/loop", help="Where the loop's files go (resumable)."),
+    rounds: int = typer.Option(None, help="Flywheel rounds (default 3)."),
+    run_dir: str = typer.Option(None, help="Where the loop's files go, resumable (default runs/loop)."),
     seed: int = typer.Option(None, help="Seed of the whole loop."),
     budget: str = typer.Option(None, help="Share of the pool's frames each round trains on, e.g. 40%."),
     config: str = typer.Option(None, help="TOML file with a \\[loop] table."),

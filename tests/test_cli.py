@@ -1,0 +1,22 @@
+"""The top-level commands take their settings from flags, then the config file, then defaults."""
+
+from typer.testing import CliRunner
+
+
+def test_config_file_run_dir_is_kept_unless_a_flag_overrides_it(tmp_path, monkeypatch):
+    import opendojo.demo
+    import opendojo.loop
+    from opendojo.cli import app
+
+    seen = []
+    monkeypatch.setattr(opendojo.demo, "run_demo", seen.append)
+    monkeypatch.setattr(opendojo.loop, "run_loop", seen.append)
+    f = tmp_path / "c.toml"
+    f.write_text('[demo]\nrun_dir = "runs/mine"\n\n[loop]\nrun_dir = "runs/flywheel"\nrounds = 2\n')
+    runner = CliRunner()
+    for args in (["demo", "--config", str(f)], ["demo"], ["demo", "--config", str(f), "--run-dir", "x"],
+                 ["loop", "--config", str(f)], ["loop"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0, r.output
+    assert [c.run_dir for c in seen] == ["runs/mine", "runs/demo", "x", "runs/flywheel", "runs/loop"]
+    assert [seen[3].rounds, seen[4].rounds] == [2, 3]
