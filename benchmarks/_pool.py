@@ -272,11 +272,19 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
 
     run_dir = Path(run_dir)
     marker = run_dir / "bench-train.json"
-    if marker.exists():
-        return {**read_json(marker), "cached": True}
     tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, batch_size=batch_size,
                      lr=lr, seed=seed, checkpoint_every=max(100, steps // 8),
                      model=ModelSettings(image_size=image_size, width=width))
+    if marker.exists():
+        from opendojo.train.checkpoint import read_meta
+        from opendojo.train.model import PolicyConfig
+
+        cached = PolicyConfig.from_dict(read_meta(run_dir)["model"])
+        if cached != tc.policy_config():
+            diff = [k for k, v in tc.policy_config().to_dict().items() if cached.to_dict()[k] != v]
+            raise SystemExit(f"{run_dir} holds a network of another model config "
+                             f"({', '.join(diff)} differ); move it aside to retrain")
+        return {**read_json(marker), "cached": True}
     resume = (run_dir / "config.json").exists()
     log(f"  training {dataset}: {steps} steps{' (resuming)' if resume else ''} -> {run_dir}")
     before = torch.get_num_threads()
