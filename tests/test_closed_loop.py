@@ -84,6 +84,15 @@ def test_pure_pursuit_turns_towards_the_waypoints():
     assert pure_pursuit(side, 20.0, cfg, 1.0)[1] > 0
     side[:, 1] *= -1
     assert pure_pursuit(side, 20.0, cfg, 1.0)[1] < 0
+    # a right turn at 8 m/s on a quarter circle of radius 12 m: keep the pace, do not stop
+    times = np.arange(1, 7) * 0.5
+    ang = 8.0 * times / 12.0
+    turn = np.stack([12.0 * np.sin(ang), -12.0 * (1 - np.cos(ang))], 1)
+    acc, steer = pure_pursuit(turn, 8.0, cfg, 1.0)
+    assert abs(acc) < 0.5 and steer < 0
+    # a stop within the horizon still brakes now
+    stop = np.stack([np.minimum(8.0 * times - 2.0 * times ** 2, 8.0), np.zeros(6)], 1)
+    assert pure_pursuit(stop, 8.0, cfg, 1.0)[0] < -2.0
 
 
 class _Const:

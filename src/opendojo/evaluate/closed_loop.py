@@ -110,16 +110,19 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
                  wheelbase: float = 2.5, speed_gain: float = 1.5) -> tuple[float, float]:
     """Follow predicted ego-frame waypoints (x forward, y lateral in the steering's sense).
 
-    Speed: the slowest average pace the waypoints imply (x_k / t_k over the horizon), so
-    that a predicted slow-down anywhere ahead brakes now; steering: pure pursuit on the
-    waypoint interpolated at the lookahead time.
+    Speed: the slowest average pace the waypoints imply (path length to waypoint k over
+    t_k), so that a predicted slow-down anywhere ahead brakes now. The path length, not
+    the forward coordinate: on a turn (a roundabout's entry, an intersection) the path
+    bends away from x and x_k / t_k asked for a stop the driver never made. Steering:
+    pure pursuit on the waypoint interpolated at the lookahead time.
     """
     dt = cfg.horizon_s / cfg.horizon
     times = dt * np.arange(1, cfg.horizon + 1)
     tl = min(max(lookahead_s, times[0]), times[-1])
     px = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 0]]))
     py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
-    target_speed = max(0.0, float(np.min(traj[:, 0] / times)))
+    path = np.cumsum(np.linalg.norm(np.diff(np.r_[np.zeros((1, 2)), traj[:, :2]], axis=0), axis=1))
+    target_speed = float(np.min(path / times))
     acc = speed_gain * (target_speed - speed)
     d2 = px * px + py * py
     steer = math.atan2(2.0 * wheelbase * py, d2) if d2 > 1e-6 else 0.0
