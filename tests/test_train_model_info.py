@@ -88,3 +88,40 @@ def test_spatial_head_cannot_go_blind_and_old_spatial_checkpoints_keep_their_rel
     old = {k: v for k, v in pc.to_dict().items() if k != "spatial_relu"}
     assert PolicyConfig.from_dict(old).spatial_relu
     assert any(isinstance(m, torch.nn.ReLU) for m in PolicyNet(PolicyConfig.from_dict(old)).encoder[pc.stages:])
+
+
+def test_several_modes_keep_left_and_right_apart_where_one_trajectory_cannot():
+    import torch
+
+    from opendojo.train.config import ModelSettings, TrainConfig
+    from opendojo.train.trainer import policy_loss
+
+    torch.manual_seed(0)
+    t = torch.arange(1, 4, dtype=torch.float32)
+    left = torch.stack([10.0 * t, 1.5 * t], -1)
+    right = torch.stack([10.0 * t, -1.5 * t], -1)
+    # one scene, two drivers: half went round the stalled car on the left, half on the right
+    batch = {"frames": torch.zeros(8, 1, 8, 8, 3, dtype=torch.uint8), "speed": torch.full((8,), 5.0),
+             "command": torch.ones(8, dtype=torch.long), "controls": torch.zeros(8, 2),
+             "trajectory": torch.stack([left, right] * 4)}
+    final = {}
+    for k in (1, 2):
+        cfg = TrainConfig(deviation_weight=0.0, model=ModelSettings(
+            frames=1, image_size=8, width=4, stages=1, hidden=16, horizon=3, horizon_s=3.0, modes=k))
+        net = PolicyNet(cfg.policy_config())
+        opt = torch.optim.Adam(net.parameters(), lr=0.02)
+        for _ in range(150):
+            out = net(batch["frames"], batch["speed"], batch["command"])
+            loss, parts = policy_loss(out, batch, cfg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        final[k] = parts["trajectory_loss"].item()
+        out = net(batch["frames"][:1], batch["speed"][:1], batch["command"][:1])
+    lat = sorted(out["modes"][0, :, -1, 1].tolist())
+    assert lat[0] < -3.5 and lat[1] > 3.5                 # one mode each way
+    assert "mode_loss" in parts and out["trajectory"].shape == (1, 3, 2)
+    assert abs(out["trajectory"][0, -1, 1].item()) > 3.5  # it drives one of them, not between
+    assert final[2] < 0.1 * final[1]                      # one trajectory misses at least one side
+    assert PolicyConfig.from_dict({k: v for k, v in PolicyConfig().to_dict().items()
+                                   if k != "modes"}).modes == 1

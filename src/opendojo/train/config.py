@@ -21,6 +21,7 @@ class ModelSettings(StageConfig):
     horizon_s: float = 3.0
     pooling: Literal["spatial", "mean"] = "spatial"
     spatial_channels: int = 8
+    modes: int = 1                    # trajectory hypotheses (PolicyConfig.modes)
 
 
 class TrainConfig(StageConfig):

@@ -10,7 +10,9 @@ Inputs
   command long  [B]   0 left, 1 straight, 2 right (`opendojo.clips.schema.ROUTE_COMMANDS`)
 Outputs (dict)
   trajectory float [B, horizon, 2]  future (x forward, y left) positions in the ego frame, metres,
-                                    at horizon_s*k/horizon seconds (k = 1..horizon)
+                                    at horizon_s*k/horizon seconds (k = 1..horizon); with
+                                    modes > 1, the mode the classifier rates most likely
+  modes      float [B, modes, horizon, 2], mode_logits float [B, modes]  (only with modes > 1)
   controls   float [B, 2]           (acceleration m/s^2, steering rad)
 """
 
@@ -37,6 +39,8 @@ class PolicyConfig:
     pooling: str = "spatial"  # "spatial": keep where things are (a 1x1 conv to spatial_channels,
                               # then flatten); "mean": global average pooling
     spatial_channels: int = 8
+    modes: int = 1            # trajectory hypotheses: >1 adds a classifier that picks one
+                              # (see PolicyNet.forward)
     spatial_relu: bool = False  # a ReLU after the 1x1 conv: only checkpoints written before
                                 # 2026-11-22 have it (see PolicyNet)
 
@@ -106,7 +110,10 @@ class PolicyNet(nn.Module):
             nn.Linear(c.hidden, c.hidden),
             nn.ReLU(inplace=True),
         )
-        self.trajectory_head = nn.Linear(c.hidden, c.horizon * 2)
+        if c.modes < 1:
+            raise ValueError(f"modes must be at least 1, not {c.modes}")
+        self.trajectory_head = nn.Linear(c.hidden, c.modes * c.horizon * 2)
+        self.mode_head = nn.Linear(c.hidden, c.modes) if c.modes > 1 else None
         self.controls_head = nn.Linear(c.hidden, 2)
 
     @staticmethod
@@ -127,12 +134,24 @@ class PolicyNet(nn.Module):
         s = (speed.float() / self.config.speed_scale).unsqueeze(-1)
         h = self.fuse(torch.cat([feat, self.command_embedding(command.long()), s], dim=-1))
         # The head predicts a correction to driving on at constant speed, straight ahead.
-        traj = self.trajectory_head(h).view(-1, self.config.horizon, 2)
-        times = torch.arange(1, self.config.horizon + 1, device=traj.device,
-                             dtype=traj.dtype) * (self.config.horizon_s / self.config.horizon)
+        c = self.config
+        traj = self.trajectory_head(h).view(-1, c.modes, c.horizon, 2)
+        times = torch.arange(1, c.horizon + 1, device=traj.device,
+                             dtype=traj.dtype) * (c.horizon_s / c.horizon)
         ahead = speed.to(traj.dtype).unsqueeze(-1) * times
-        traj = traj + torch.stack([ahead, torch.zeros_like(ahead)], dim=-1)
-        return {"trajectory": traj, "controls": self.controls_head(h)}
+        traj = traj + torch.stack([ahead, torch.zeros_like(ahead)], dim=-1).unsqueeze(1)
+        out = {"controls": self.controls_head(h)}
+        if self.mode_head is None:
+            out["trajectory"] = traj[:, 0]
+            return out
+        # Several hypotheses: where drivers go both left and right round a stalled car, one
+        # regressed trajectory averages them to "straight on"; each mode can keep one, and
+        # the classifier says which this scene calls for (trainer.policy_loss: winner takes all).
+        logits = self.mode_head(h)
+        best = logits.argmax(dim=-1)
+        out["trajectory"] = traj[torch.arange(traj.shape[0], device=traj.device), best]
+        out["modes"], out["mode_logits"] = traj, logits
+        return out
 
 
 def example_inputs(config: PolicyConfig, batch: int = 2) -> tuple[torch.Tensor, ...]:

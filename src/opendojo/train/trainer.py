@@ -59,17 +59,31 @@ def sample_weights(batch: dict, cfg: TrainConfig) -> torch.Tensor | None:
 
 
 def policy_loss(out: dict, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """Smooth-L1 on the waypoints (weighted per sample, `sample_weights`) and on the controls.
+
+    With several trajectory modes, winner takes all: only the mode nearest the driven future
+    is regressed, and the mode classifier learns (cross-entropy) which mode that was."""
     w = sample_weights(batch, cfg)
-    if w is None:
-        traj = F.smooth_l1_loss(out["trajectory"].float(), batch["trajectory"])
+    extra = {}
+    if "modes" in out:
+        truth = batch["trajectory"].unsqueeze(1)
+        per_mode = F.smooth_l1_loss(out["modes"].float(), truth.expand_as(out["modes"]),
+                                    reduction="none").mean(dim=(2, 3))          # [B, K]
+        winner = per_mode.detach().argmin(dim=1)
+        per = per_mode.gather(1, winner[:, None])[:, 0]
+        mode_ce = F.cross_entropy(out["mode_logits"].float(), winner)
+        extra = {"mode_loss": mode_ce.detach()}
     else:
-        per = F.smooth_l1_loss(out["trajectory"].float(), batch["trajectory"], reduction="none")
-        traj = (per.mean(dim=(1, 2)) * w).sum() / w.sum()
+        per = F.smooth_l1_loss(out["trajectory"].float(), batch["trajectory"],
+                               reduction="none").mean(dim=(1, 2))
+        mode_ce = 0.0
+    traj = per.mean() if w is None else (per * w).sum() / w.sum()
     scale = torch.tensor([cfg.accel_scale, cfg.steering_scale], device=batch["controls"].device)
     ctrl = F.smooth_l1_loss(out["controls"].float() / scale, batch["controls"] / scale)
     ade = (out["trajectory"].float() - batch["trajectory"]).norm(dim=-1).mean()
-    loss = cfg.trajectory_weight * traj + cfg.controls_weight * ctrl
-    return loss, {"trajectory_loss": traj.detach(), "controls_loss": ctrl.detach(), "ade": ade.detach()}
+    loss = cfg.trajectory_weight * (traj + mode_ce) + cfg.controls_weight * ctrl
+    return loss, {"trajectory_loss": traj.detach(), "controls_loss": ctrl.detach(),
+                  "ade": ade.detach(), **extra}
 
 
 def label_spec(cfg: TrainConfig) -> LabelSpec:
