@@ -145,7 +145,7 @@ class PolicyNet(nn.Module):
             out["trajectory"] = traj[:, 0]
             return out
         # Several hypotheses: where drivers go both left and right round a stalled car, one
-        # regressed trajectory averages them to "straight on"; each mode can keep one, and
+        # regressed trajectory lands somewhere between them; each mode can keep one, and
         # the classifier says which this scene calls for (trainer.policy_loss: winner takes all).
         logits = self.mode_head(h)
         best = logits.argmax(dim=-1)
