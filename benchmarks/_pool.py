@@ -279,9 +279,9 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
         from opendojo.train.checkpoint import read_meta
         from opendojo.train.model import PolicyConfig
 
-        cached = PolicyConfig.from_dict(read_meta(run_dir)["model"])
-        if cached != tc.policy_config():
-            diff = [k for k, v in tc.policy_config().to_dict().items() if cached.to_dict()[k] != v]
+        cached, want = PolicyConfig.from_dict(read_meta(run_dir)["model"]), tc.policy_config()
+        if cached != want:
+            diff = [k for k, v in want.to_dict().items() if cached.to_dict()[k] != v]
             raise SystemExit(f"{run_dir} holds a network of another model config "
                              f"({', '.join(diff)} differ); move it aside to retrain")
         return {**read_json(marker), "cached": True}
@@ -405,6 +405,22 @@ def network_spec(checkpoint: str) -> tuple:
     from opendojo.train.checkpoint import resolve
 
     return ("network", (str(resolve(checkpoint)), CONTROL))
+
+
+def run_record(stage, pool_info: dict, engine: dict, trained: dict[str, dict],
+               eval_seconds: dict, t_all: float) -> dict:
+    """The timing tail of a benchmark's JSON. `trained` maps the key to report each training
+    run under ("train", "train_curated", ...) to `train_run`'s summary."""
+    return {
+        "stage_seconds": stage.seconds,
+        "work_seconds": {   # when each stage's outputs were made (a cached stage costs ~0 now)
+            "fleet": pool_info.get("seconds"), **{f"engine_{k}": v for k, v in engine["seconds"].items()},
+            **{k: v.get("seconds") for k, v in trained.items()},
+            **{f"closed_loop_{k}": v for k, v in eval_seconds.items()}},
+        "cached": {"pool": pool_info["cached"], "engine": engine["cached"],
+                   **{k: v.get("cached", False) for k, v in trained.items()}},
+        "total_seconds": round(time.perf_counter() - t_all, 1),
+    }
 
 
 def log_table(summaries: dict, drivers: list[str]) -> None:

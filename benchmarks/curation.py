@@ -212,14 +212,8 @@ def run(a) -> dict:
             "rules": (f"beats: paired mean score difference >= {CLEAR_MARGIN} and its 95% "
                       f"bootstrap CI above 0; matches: paired mean difference >= -{CLEAR_MARGIN} "
                       "and its 95% CI upper bound >= 0 (whole not significantly better)")},
-        "stage_seconds": stage.seconds,
-        "work_seconds": {   # when each stage's outputs were made (a cached stage costs ~0 now)
-            "fleet": pool_info.get("seconds"), **{f"engine_{k}": v for k, v in engine["seconds"].items()},
-            **{f"train_{k}": v.get("seconds") for k, v in trained.items()},
-            **{f"closed_loop_{k}": v for k, v in eval_seconds.items()}},
-        "cached": {"pool": pool_info["cached"], "engine": engine["cached"],
-                   **{f"train_{k}": v.get("cached", False) for k, v in trained.items()}},
-        "total_seconds": round(time.perf_counter() - t_all, 1),
+        **_pool.run_record(stage, pool_info, engine, {f"train_{k}": v for k, v in trained.items()},
+                           eval_seconds, t_all),
     }
     _pool.write_json(root / f"curation-{tag}-{ev_tag}.json", result)
     _pool.log_table(summaries, shown)

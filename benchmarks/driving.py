@@ -167,14 +167,7 @@ def run(a) -> dict:
         },
         "rare_events": _pool.per_event(episodes + fleet_eps, shown),
         "per_item": _pool.per_item(episodes + fleet_eps, shown),
-        "stage_seconds": stage.seconds,
-        "work_seconds": {"fleet": pool_info.get("seconds"),
-                         **{f"engine_{k}": v for k, v in engine["seconds"].items()},
-                         "train": trained.get("seconds"),
-                         **{f"closed_loop_{k}": v for k, v in eval_seconds.items()}},
-        "cached": {"pool": pool_info["cached"], "engine": engine["cached"],
-                   "train": trained.get("cached", False)},
-        "total_seconds": round(time.perf_counter() - t_all, 1),
+        **_pool.run_record(stage, pool_info, engine, {"train": trained}, eval_seconds, t_all),
     }
     _pool.write_json(root / f"driving-{tag}-{ev_tag}.json", result)
     _pool.log_table(s, shown)
