@@ -35,6 +35,7 @@ Progress goes to stderr; `json_stdout` keeps the real stdout for the one JSON ob
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -60,6 +61,38 @@ CONTROL = "trajectory"            # the network drives by pure pursuit on its tr
 SMOKE_POOL_CLIPS = 40
 SMOKE_DATA_DIR = "bench-data/smoke"
 SMOKE_SCENARIOS = ("highway_sparse", "roundabout")
+
+
+def arg_parser(description: str, steps_help: str = "training steps") -> argparse.ArgumentParser:
+    """The flags both pool benchmarks take; each script adds its own, then calls `parse_args`."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, to check the chain works")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--pool-clips", type=int)
+    ap.add_argument("--pool-seed", type=int)
+    ap.add_argument("--clip-seconds", type=float, nargs=2)
+    ap.add_argument("--workers", type=int)
+    ap.add_argument("--steps", type=int, help=steps_help)
+    ap.add_argument("--threads", type=int, help="torch threads while training (0: one per core)")
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--episodes-per-item", type=int)
+    ap.add_argument("--scenarios", nargs="*", help="closed-loop scenarios (default: all)")
+    ap.add_argument("--episode-s", type=float)
+    return ap
+
+
+def parse_args(ap: argparse.ArgumentParser, argv, defaults: dict, smoke: dict) -> argparse.Namespace:
+    """Flags, else the script's `defaults` (the `smoke` sizes with --smoke), else the pool's."""
+    a = ap.parse_args(argv)
+    defaults = {"data_dir": DATA_DIR, "pool_clips": POOL_CLIPS, "pool_seed": POOL_SEED,
+                "clip_seconds": list(POOL_CLIP_SECONDS), "workers": WORKERS,
+                "episode_s": EPISODE_S, **defaults}
+    if a.smoke:
+        defaults.update(smoke)
+    for k, v in defaults.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    return a
 
 
 def log(msg: str) -> None:

@@ -65,33 +65,12 @@ SMOKE = {"pool_clips": _pool.SMOKE_POOL_CLIPS, "data_dir": _pool.SMOKE_DATA_DIR,
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes, to check the chain works")
-    ap.add_argument("--data-dir")
-    ap.add_argument("--pool-clips", type=int)
-    ap.add_argument("--pool-seed", type=int)
-    ap.add_argument("--clip-seconds", type=float, nargs=2)
-    ap.add_argument("--workers", type=int)
+    ap = _pool.arg_parser(__doc__.split("\n")[0], steps_help="training steps of every arm")
     ap.add_argument("--budget", help="share of the pool's frames, e.g. 1.5%% or 0.015")
-    ap.add_argument("--steps", type=int, help="training steps of every arm")
-    ap.add_argument("--threads", type=int, help="torch threads while training (0: one per core)")
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--episodes-per-item", type=int)
-    ap.add_argument("--scenarios", nargs="*", help="closed-loop scenarios (default: all)")
-    ap.add_argument("--episode-s", type=float)
-    a = ap.parse_args(argv)
-    defaults = {"data_dir": _pool.DATA_DIR, "pool_clips": _pool.POOL_CLIPS,
-                "pool_seed": _pool.POOL_SEED, "clip_seconds": list(_pool.POOL_CLIP_SECONDS),
-                "workers": _pool.WORKERS, "budget": BUDGET, "steps": TRAIN_STEPS,
-                "threads": TRAIN_THREADS, "seed": SEED,
-                "episodes_per_item": EPISODES_PER_ITEM, "scenarios": SCENARIOS,
-                "episode_s": _pool.EPISODE_S}
-    if a.smoke:
-        defaults.update(SMOKE)
-    for k, v in defaults.items():
-        if getattr(a, k) is None:
-            setattr(a, k, v)
-    return a
+    return _pool.parse_args(ap, argv, {"budget": BUDGET, "steps": TRAIN_STEPS,
+                                       "threads": TRAIN_THREADS, "seed": SEED,
+                                       "episodes_per_item": EPISODES_PER_ITEM,
+                                       "scenarios": SCENARIOS}, SMOKE)
 
 
 def random_like(clip_frames: dict[str, int], target: int, seed: int) -> list[str]:
