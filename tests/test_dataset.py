@@ -116,3 +116,38 @@ def test_frame_cache_gives_the_decoded_frames_and_is_read_instead_of_the_video(t
     assert _same(plain, cold) and _same(plain, warm)
     with pytest.raises(Exception):
         _take(TrainLoader(s, ids, LabelSpec(), LoaderConfig(**{**cfg.__dict__, "frame_cache": False})), 1)
+
+
+def test_route_command_is_the_given_one_and_hindsight_only_where_none_was_recorded(tmp_path):
+    from clipfactory import labelled_synthetic_store
+    from opendojo.label.hindsight import read_labels
+    from opendojo.train.loader import ClipLabels
+
+    # Clips long enough to turn within a label horizon of a straight stretch.
+    store = labelled_synthetic_store(tmp_path / "sim", clips=4, frames=120, size=16, seed=4)
+    ids = sorted(store.clip_ids())
+    tab = read_labels(store, ids, LabelSpec(), columns=["clip_id", "frame", "command", "given_command"])
+    given = tab.column("given_command").to_numpy().astype(np.int64)
+    hindsight = tab.column("command").fill_null(-1).to_numpy().astype(np.int64)
+    route = np.concatenate([ClipLabels(store, ids, LabelSpec(), 4, 1)
+                            .per_clip[c]["command"] for c in ids])
+    hind = np.concatenate([ClipLabels(store, ids, LabelSpec(), 4, 1, command="hindsight")
+                           .per_clip[c]["command"] for c in ids])
+    assert (given >= 0).all()
+    np.testing.assert_array_equal(route, given)
+    np.testing.assert_array_equal(hind, hindsight)
+    # The two differ where the car turned later than now: hindsight reads the future.
+    valid = hindsight >= 0
+    assert (route[valid] != hind[valid]).any()
+    with pytest.raises(DatasetError, match="command must be"):
+        ClipLabels(store, ids, LabelSpec(), 4, 1, command="future")
+
+    # A dashcam clip recorded no command: the route falls back to hindsight.
+    cam = labelled_synthetic_store(tmp_path / "cam", clips=2, frames=50, size=16, seed=9,
+                                   drop_controls=True)
+    cids = sorted(cam.clip_ids())
+    a = ClipLabels(cam, cids, LabelSpec(), 4, 1)
+    b = ClipLabels(cam, cids, LabelSpec(), 4, 1, command="hindsight")
+    for c in cids:
+        np.testing.assert_array_equal(a.per_clip[c]["command"], b.per_clip[c]["command"])
+        assert (a.per_clip[c]["command"][a.per_clip[c]["sample_frames"]] >= 0).all()

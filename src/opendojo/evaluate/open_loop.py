@@ -36,9 +36,11 @@ def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch
     net = PolicyNet(pc)
     load_checkpoint(ckpt, net, expect_model=pc.to_dict())
     net.eval()
-    stride = int((meta.get("train") or {}).get("frame_stride", 1))
+    train = meta.get("train") or {}
+    stride = int(train.get("frame_stride", 1))
     spec = LabelSpec(horizon_s=pc.horizon_s, waypoints=pc.horizon)
-    labels = ClipLabels(store, clip_ids, spec, pc.frames, stride)
+    # The command the network was trained with (checkpoints older than the option: hindsight).
+    labels = ClipLabels(store, clip_ids, spec, pc.frames, stride, train.get("command", "hindsight"))
     rows = {r["clip_id"]: r for r in store.catalog(columns=["clip_id", "n_frames", "fps"]).to_pylist()}
     decoder = ClipDecoder(store, rows, pc.image_size)
     offsets = np.arange(-(pc.frames - 1) * stride, 1, stride)

@@ -11,7 +11,12 @@ A clip knows where the car went next. For every frame `i` the labeller writes:
   the bicycle-model steering angle of the yaw rate; `controls_source` says which);
 - `command`: the route command derived from where the car actually went (left / straight /
   right by the lateral offset and heading change at the horizon's end), beside
-  `given_command`, the command the telemetry recorded (-1 if unknown).
+  `given_command`, the command the telemetry recorded (-1 if unknown). "left" is the
+  telemetry frame's positive y side: the driver's left in a right-handed frame (comma2k19's
+  east-north), the driver's *right* in highway-env's y-down frame, so for simulated clips
+  only `given_command` names turns as the route does. Training feeds the given command
+  wherever there is one (`opendojo.train.loader.ClipLabels`): the hindsight command reads
+  the future.
 
 Frames less than `horizon_s` before the clip's end have no full future: they are kept with
 `valid = False` and null trajectory, future speeds and command, never padded.

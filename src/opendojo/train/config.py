@@ -50,6 +50,8 @@ class TrainConfig(StageConfig):
     accel_scale: float = 1.0          # m/s^2 of acceleration error worth one unit of loss
     steering_scale: float = 0.05      # rad of steering error worth one unit of loss
     init_from: str = ""               # checkpoint to start from (same model config)
+    command: Literal["route", "hindsight"] = "route"  # route command per sample: as given to
+                                      # the driver, or derived from the future (loader.ClipLabels)
     model: ModelSettings = ModelSettings()
 
     def policy_config(self):

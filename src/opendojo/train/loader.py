@@ -49,14 +49,33 @@ class LoaderConfig:
     prefetch: int = 4             # decoded clips queued per worker
     seed: int = 0
     frame_cache: bool = True      # keep decoded frames on disk (opendojo.clips.frame_cache)
+    command: str = "route"        # the route command fed to the network (see ClipLabels)
+
+
+COMMAND_SOURCES = ("route", "hindsight")
 
 
 class ClipLabels:
-    """The labels of a set of clips, as arrays, and which frames make samples."""
+    """The labels of a set of clips, as arrays, and which frames make samples.
 
-    def __init__(self, store, clip_ids: list[str], spec: LabelSpec, frames: int, stride: int):
+    `command` says which route command a sample carries:
+    - "route" (default): the command the driver was given, as the telemetry recorded it
+      (`given_command`), and the hindsight command only where the source recorded none
+      (dashcam imports). It is what the car knows when it drives, and what closed-loop
+      evaluation feeds the network.
+    - "hindsight": the command derived from where the car went. It leaks the future: a
+      lane change three seconds ahead makes the command "left" or "right" now, so a network
+      learns to change lanes when told to, and in closed loop, where the route says
+      "straight" on a highway, it never pulls out round a stalled car.
+    """
+
+    def __init__(self, store, clip_ids: list[str], spec: LabelSpec, frames: int, stride: int,
+                 command: str = "route"):
+        if command not in COMMAND_SOURCES:
+            raise DatasetError(f"command must be one of {COMMAND_SOURCES}, not {command!r}")
         tab = read_labels(store, clip_ids, spec, columns=[
-            "clip_id", "frame", "valid", "speed", "trajectory", "acceleration", "steering", "command"])
+            "clip_id", "frame", "valid", "speed", "trajectory", "acceleration", "steering", "command",
+            "given_command"])
         self.clip_ids = list(dict.fromkeys(clip_ids))
         cid = np.asarray(tab.column("clip_id").to_pylist())
         valid = tab.column("valid").to_numpy(zero_copy_only=False)
@@ -67,6 +86,9 @@ class ClipLabels:
         vals = flat.flatten().to_numpy(zero_copy_only=False)
         traj[valid] = vals.reshape(-1, 2 * w)
         cmd = tab.column("command").fill_null(-1).to_numpy().astype(np.int64)
+        if command == "route":
+            given = tab.column("given_command").fill_null(-1).to_numpy().astype(np.int64)
+            cmd = np.where(given >= 0, given, cmd)
         self.per_clip: dict[str, dict[str, np.ndarray]] = {}
         history = (frames - 1) * stride
         for c in self.clip_ids:
@@ -160,7 +182,7 @@ class TrainLoader:
 
     def __init__(self, store, clip_ids: list[str], spec: LabelSpec, cfg: LoaderConfig,
                  rank: int = 0, world: int = 1):
-        self.labels = ClipLabels(store, clip_ids, spec, cfg.frames, cfg.frame_stride)
+        self.labels = ClipLabels(store, clip_ids, spec, cfg.frames, cfg.frame_stride, cfg.command)
         # every rank needs at least one block: small datasets get smaller blocks
         cfg = replace(cfg, block_clips=max(1, min(cfg.block_clips, len(self.labels.clip_ids) // world)))
         self.store, self.cfg, self.rank, self.world = store, cfg, rank, world
