@@ -312,10 +312,14 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
         from opendojo.train.checkpoint import read_meta
         from opendojo.train.model import PolicyConfig
 
-        cached, want = PolicyConfig.from_dict(read_meta(run_dir)["model"]), tc.policy_config()
-        if cached != want:
-            diff = [k for k, v in want.to_dict().items() if cached.to_dict()[k] != v]
-            raise SystemExit(f"{run_dir} holds a network of another model config "
+        meta = read_meta(run_dir)
+        cached, want = PolicyConfig.from_dict(meta["model"]), tc.policy_config()
+        diff = [k for k, v in want.to_dict().items() if cached.to_dict()[k] != v]
+        # Runs from before TrainConfig.command were fed the hindsight command.
+        if (meta.get("train") or {}).get("command", "hindsight") != tc.command:
+            diff.append("command")
+        if diff:
+            raise SystemExit(f"{run_dir} holds a network of another model or training config "
                              f"({', '.join(diff)} differ); move it aside to retrain")
         return {**read_json(marker), "cached": True}
     resume = (run_dir / "config.json").exists()
