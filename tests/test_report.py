@@ -98,3 +98,21 @@ def test_trajectory_overlay_draws_ahead_of_the_ego():
     img = np.asarray(overlay_trajectory(frame, right, cam, scale=1))
     red = np.argwhere((img[..., 0] > 200) & (img[..., 1] < 80))
     assert red[:, 1].mean() > 50
+
+
+def test_loop_report_plots_every_rounds_training(tmp_path):
+    run = _make_run(tmp_path)
+    metrics = (run / "train" / "metrics.jsonl").read_text()
+    (run / "train" / "metrics.jsonl").unlink()
+    (run / "train").rmdir()
+    for k in (1, 2, 10):
+        (run / f"round-{k}" / "train").mkdir(parents=True)
+        (run / f"round-{k}" / "train" / "metrics.jsonl").write_text(metrics)
+    from opendojo.report.build import _training_runs
+
+    assert list(_training_runs(run)) == ["round 1", "round 2", "round 10"]
+    html = build_report(run).read_text()
+    assert "No training metrics" not in html and (run / "assets" / "training.png").stat().st_size > 0
+    (run / "round-2" / "train" / "metrics.jsonl").write_text("")     # a round without metrics
+    assert list(_training_runs(run)) == ["round 1", "round 2", "round 10"]
+    assert (run / build_report(run).name).exists()

@@ -5,6 +5,7 @@ A run directory (written by `dojo demo` and `dojo loop`) may hold:
     run.json            name, config, code version, stage timings
     fleet_stats.json    what the fleet produced (`opendojo.fleet.stats.fleet_stats`)
     train/              the trainer's run dir (metrics.jsonl, checkpoints/)
+    round-N/train/      a flywheel's rounds' trainer run dirs (instead of train/)
     open_loop.json      {"rows": {predictor: {metric: value}}}
     closed_loop.json    {"summary": {driver: suite summary}, "episodes": [...], "seeds": "a..b"}
     assets/clips/*.gif, assets/rollouts/*.gif   (captions in assets/captions.json)
@@ -45,6 +46,14 @@ def _verdict(summary: dict) -> str:
     return ", ".join(parts) + tail + "."
 
 
+def _training_runs(run: Path) -> dict[str, list[dict]]:
+    """The metrics of the run's training: `train/` (a demo) or each `round-N/train/` (a loop)."""
+    if (run / "train" / "metrics.jsonl").exists():
+        return {"train": read_metrics(run / "train" / "metrics.jsonl")}
+    rounds = sorted((p for p in run.glob("round-*") if p.name[6:].isdigit()), key=lambda p: int(p.name[6:]))
+    return {f"round {p.name[6:]}": read_metrics(p / "train" / "metrics.jsonl") for p in rounds}
+
+
 def build_report(run_dir: str | Path) -> Path:
     run = Path(run_dir)
     if not run.is_dir():
@@ -53,7 +62,7 @@ def build_report(run_dir: str | Path) -> Path:
     assets = run / "assets"
     captions = _load(assets / "captions.json") or {}
     plots = {}
-    curve = training_curves(read_metrics(run / "train" / "metrics.jsonl"), assets / "training.png")
+    curve = training_curves(_training_runs(run), assets / "training.png")
     if curve:
         plots["training"] = curve.relative_to(run).as_posix()
     closed = _load(run / "closed_loop.json")

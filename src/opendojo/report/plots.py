@@ -30,17 +30,22 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def training_curves(metrics: list[dict], path: Path) -> Path | None:
-    """Loss (train and held-out, where logged) against step."""
-    train = [m for m in metrics if "loss" in m and "step" in m]
-    if not train:
+def training_curves(runs: dict[str, list[dict]], path: Path) -> Path | None:
+    """Loss (train and held-out, where logged) against step, one line per training run
+    (a demo has one; a flywheel one per round, labelled by the dict's keys)."""
+    runs = {name: m for name, m in runs.items() if any("loss" in r and "step" in r for r in m)}
+    if not runs:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    ax.plot([m["step"] for m in train], [m["loss"] for m in train], label="train loss", lw=1.2)
-    for key, style in (("val_loss", "o-"), ("heldout_loss", "o-")):
-        pts = [m for m in metrics if key in m]
-        if pts:
-            ax.plot([m["step"] for m in pts], [m[key] for m in pts], style, label=key.replace("_", " "))
+    for name, metrics in runs.items():
+        prefix = f"{name}: " if len(runs) > 1 else ""
+        train = [m for m in metrics if "loss" in m and "step" in m]
+        ax.plot([m["step"] for m in train], [m["loss"] for m in train], label=f"{prefix}train loss", lw=1.2)
+        for key in ("val_loss", "heldout_loss"):
+            pts = [m for m in metrics if key in m]
+            if pts:
+                ax.plot([m["step"] for m in pts], [m[key] for m in pts], "o-",
+                        label=prefix + key.replace("_", " "))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
