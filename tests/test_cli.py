@@ -20,3 +20,15 @@ def test_config_file_run_dir_is_kept_unless_a_flag_overrides_it(tmp_path, monkey
         assert r.exit_code == 0, r.output
     assert [c.run_dir for c in seen] == ["runs/mine", "runs/demo", "x", "runs/flywheel", "runs/loop"]
     assert [seen[3].rounds, seen[4].rounds] == [2, 3]
+
+
+def test_loop_run_json_names_the_code_of_every_round():
+    from opendojo.loop import LoopConfig, run_meta
+
+    rounds = [{"round": 1, "seconds": 3.0, "code_version": "0.1.0+aaa"},
+              {"round": 2, "seconds": 4.0, "code_version": "0.1.0+aaa"},
+              {"round": 3, "seconds": 5.0, "code_version": "0.1.0+bbb"},
+              {"round": 4, "seconds": 6.0}]                    # recorded before versions were
+    meta = run_meta("loop", LoopConfig(), rounds)
+    assert meta["code_version"] == "0.1.0+aaa, 0.1.0+bbb, unknown"
+    assert meta["stages"] == {"round 1": 3.0, "round 2": 4.0, "round 3": 5.0, "round 4": 6.0}

@@ -55,6 +55,7 @@ class LoopConfig(StageConfig):
 
 
 def run_loop(cfg: LoopConfig) -> dict:
+    from opendojo import code_version
     from opendojo.clips.store import ClipStore
     from opendojo.fleet.config import FleetConfig
     from opendojo.fleet.generate import generate
@@ -75,7 +76,7 @@ def run_loop(cfg: LoopConfig) -> dict:
         console.rule(f"[bold]flywheel round {k}/{cfg.rounds}")
         t0 = time.perf_counter()
         rdir = run / f"round-{k}"
-        info: dict = {"round": k}
+        info: dict = {"round": k, "code_version": code_version()}
         if previous is not None:
             info["deploy"] = _deploy(cfg, store, previous, k)
             # the same fleet (drivers keep their ids and ways) drives a new batch of clips
@@ -101,12 +102,17 @@ def run_loop(cfg: LoopConfig) -> dict:
                       f"{info['selection']['clips']} clips, in {info['seconds']:.0f} s")
     from opendojo.report.build import build_report
 
-    from opendojo import code_version
-
-    _write_json(run / "run.json", {"name": run.name, "config": cfg.model_dump(), "code_version": code_version(),
-                                   "stages": {f"round {r['round']}": r["seconds"] for r in state["rounds"]}})
+    _write_json(run / "run.json", run_meta(run.name, cfg, state["rounds"]))
     console.print(f"report: {build_report(run)}")
     return state
+
+
+def run_meta(name: str, cfg: LoopConfig, rounds: list[dict]) -> dict:
+    """run.json of a flywheel: its config, round timings, and the code each round ran
+    (a resumed loop may span several versions: all are listed, oldest first)."""
+    versions = list(dict.fromkeys(r.get("code_version", "unknown") for r in rounds))
+    return {"name": name, "config": cfg.model_dump(), "code_version": ", ".join(versions),
+            "stages": {f"round {r['round']}": r["seconds"] for r in rounds}}
 
 
 def _deploy(cfg: LoopConfig, store, checkpoint: str, k: int) -> dict:
