@@ -309,14 +309,13 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
                      lr=lr, seed=seed, checkpoint_every=max(100, steps // 8),
                      model=ModelSettings(image_size=image_size, width=width))
     if marker.exists():
-        from opendojo.train.checkpoint import read_meta
+        from opendojo.train.checkpoint import read_meta, trained_command
         from opendojo.train.model import PolicyConfig
 
         meta = read_meta(run_dir)
         cached, want = PolicyConfig.from_dict(meta["model"]), tc.policy_config()
         diff = [k for k, v in want.to_dict().items() if cached.to_dict()[k] != v]
-        # Runs from before TrainConfig.command were fed the hindsight command.
-        if (meta.get("train") or {}).get("command", "hindsight") != tc.command:
+        if trained_command(meta) != tc.command:
             diff.append("command")
         if diff:
             raise SystemExit(f"{run_dir} holds a network of another model or training config "

@@ -151,3 +151,11 @@ def test_route_command_is_the_given_one_and_hindsight_only_where_none_was_record
     for c in cids:
         np.testing.assert_array_equal(a.per_clip[c]["command"], b.per_clip[c]["command"])
         assert (a.per_clip[c]["command"][a.per_clip[c]["sample_frames"]] >= 0).all()
+
+
+def test_a_checkpoint_from_before_the_command_option_was_trained_on_hindsight():
+    from opendojo.train.checkpoint import trained_command
+
+    assert trained_command({"train": {"steps": 10}}) == "hindsight"
+    assert trained_command({}) == "hindsight"
+    assert trained_command({"train": {"command": "route"}}) == "route"

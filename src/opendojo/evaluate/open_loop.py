@@ -26,7 +26,7 @@ def _metrics(pred: np.ndarray, target: np.ndarray) -> dict:
 
 def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch_size: int = 64,
                        progress=None) -> dict:
-    from opendojo.train.checkpoint import load_checkpoint, read_meta, resolve
+    from opendojo.train.checkpoint import load_checkpoint, read_meta, resolve, trained_command
     from opendojo.train.loader import ClipDecoder, ClipLabels
     from opendojo.train.model import PolicyConfig, PolicyNet
 
@@ -36,11 +36,9 @@ def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch
     net = PolicyNet(pc)
     load_checkpoint(ckpt, net, expect_model=pc.to_dict())
     net.eval()
-    train = meta.get("train") or {}
-    stride = int(train.get("frame_stride", 1))
+    stride = int((meta.get("train") or {}).get("frame_stride", 1))
     spec = LabelSpec(horizon_s=pc.horizon_s, waypoints=pc.horizon)
-    # The command the network was trained with (checkpoints older than the option: hindsight).
-    labels = ClipLabels(store, clip_ids, spec, pc.frames, stride, train.get("command", "hindsight"))
+    labels = ClipLabels(store, clip_ids, spec, pc.frames, stride, trained_command(meta))
     rows = {r["clip_id"]: r for r in store.catalog(columns=["clip_id", "n_frames", "fps"]).to_pylist()}
     decoder = ClipDecoder(store, rows, pc.image_size)
     offsets = np.arange(-(pc.frames - 1) * stride, 1, stride)

@@ -75,6 +75,12 @@ def read_meta(path: str | Path) -> dict:
         raise CheckpointError(f"{p.with_suffix('.json')}: unreadable ({e})") from None
 
 
+def trained_command(meta: dict) -> str:
+    """The route command a checkpoint was trained with (`TrainConfig.command`); checkpoints
+    written before that option were fed the hindsight command."""
+    return (meta.get("train") or {}).get("command", "hindsight")
+
+
 def load_checkpoint(path: str | Path, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     expect_model: dict | None = None) -> dict:

@@ -64,10 +64,10 @@ class ClipLabels:
       (dashcam imports). It is what the car knows when it drives, and what closed-loop
       evaluation feeds the network.
     - "hindsight": the command derived from where the car went. It leaks the future: a
-      lane change three seconds ahead makes the command "left" or "right" now, so a network
-      learns to change lanes when told to, and in closed loop, where the route says
-      "straight" on a highway, it never pulls out round a stalled car.
-    """
+      lane change three seconds ahead makes the command "left" or "right" now, which a
+      network can learn to follow, while closed loop gives the route's command ("straight"
+      on every highway). In highway-env's frame its "left" is also the driver's right
+      (`opendojo.label.hindsight`)."""
 
     def __init__(self, store, clip_ids: list[str], spec: LabelSpec, frames: int, stride: int,
                  command: str = "route"):
