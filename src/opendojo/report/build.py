@@ -16,6 +16,7 @@ Every section is optional: the page shows what the run has.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -50,8 +51,8 @@ def _training_runs(run: Path) -> dict[str, list[dict]]:
     """The metrics of the run's training: `train/` (a demo) or each `round-N/train/` (a loop)."""
     if (run / "train" / "metrics.jsonl").exists():
         return {"train": read_metrics(run / "train" / "metrics.jsonl")}
-    rounds = sorted((p for p in run.glob("round-*") if p.name[6:].isdigit()), key=lambda p: int(p.name[6:]))
-    return {f"round {p.name[6:]}": read_metrics(p / "train" / "metrics.jsonl") for p in rounds}
+    rounds = {int(m[1]): p for p in run.glob("round-*") if (m := re.fullmatch(r"round-(\d+)", p.name))}
+    return {f"round {k}": read_metrics(rounds[k] / "train" / "metrics.jsonl") for k in sorted(rounds)}
 
 
 def build_report(run_dir: str | Path) -> Path:

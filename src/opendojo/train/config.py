@@ -9,6 +9,10 @@ from opendojo.config import StageConfig
 PRECISIONS = ("float32", "bf16", "cfloat8", "cfloat16")
 
 
+# Which route command a training sample carries (opendojo.train.loader.ClipLabels).
+CommandSource = Literal["route", "hindsight"]
+
+
 class ModelSettings(StageConfig):
     """`opendojo.train.model.PolicyConfig` as config: the network's size."""
 
@@ -50,8 +54,8 @@ class TrainConfig(StageConfig):
     accel_scale: float = 1.0          # m/s^2 of acceleration error worth one unit of loss
     steering_scale: float = 0.05      # rad of steering error worth one unit of loss
     init_from: str = ""               # checkpoint to start from (same model config)
-    command: Literal["route", "hindsight"] = "route"  # route command per sample: as given to
-                                      # the driver, or derived from the future (loader.ClipLabels)
+    command: CommandSource = "route"  # route command per sample: as given to the driver,
+                                      # or derived from the future (loader.ClipLabels)
     model: ModelSettings = ModelSettings()
 
     def policy_config(self):

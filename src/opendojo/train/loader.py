@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import Iterator, get_args
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from opendojo.clips.frame_cache import cached_frames, is_cached
 from opendojo.clips.video import decode_rgb
 from opendojo.errors import DatasetError
 from opendojo.label.hindsight import LabelSpec, read_labels
+from opendojo.train.config import CommandSource
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,10 @@ class LoaderConfig:
     prefetch: int = 4             # decoded clips queued per worker
     seed: int = 0
     frame_cache: bool = True      # keep decoded frames on disk (opendojo.clips.frame_cache)
-    command: str = "route"        # the route command fed to the network (see ClipLabels)
+    command: CommandSource = "route"  # the route command fed to the network (see ClipLabels)
 
 
-COMMAND_SOURCES = ("route", "hindsight")
+COMMAND_SOURCES = get_args(CommandSource)
 
 
 class ClipLabels:
