@@ -97,3 +97,17 @@ def test_bad_inputs_fail_cleanly_and_overwrite_nothing(store, tmp_path):
     assert not (tmp_path / "r3").exists()
     r = _dojo("train", "--store", store.url, "--dataset", "nope", "--run-dir", str(tmp_path / "r4"))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no dataset 'nope'" in r.stderr
+
+
+def test_resuming_a_run_from_before_the_command_option_keeps_the_hindsight_command(store, tmp_path):
+    from opendojo.train.trainer import prepare_run_dir
+
+    cfg = TrainConfig(store=store.url, dataset="d", steps=2, batch_size=4, checkpoint_every=2,
+                      log_every=1, workers=0, model=ModelSettings(**TINY))
+    train(cfg, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["command"] == "route"
+    assert prepare_run_dir(cfg, tmp_path / "run", resume=True).command == "route"
+    del saved["train"]["command"]                       # as a run written before the option
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    assert prepare_run_dir(cfg, tmp_path / "run", resume=True).command == "hindsight"

@@ -29,7 +29,7 @@ from opendojo import code_version
 from opendojo.atomic import write_text
 from opendojo.errors import CheckpointError, ConfigError, DatasetError
 from opendojo.label.hindsight import LabelSpec
-from opendojo.train.checkpoint import checkpoints, load_checkpoint, read_meta, save_checkpoint
+from opendojo.train.checkpoint import checkpoints, load_checkpoint, read_meta, save_checkpoint, trained_command
 from opendojo.train.config import TrainConfig, to_toml
 from opendojo.train.loader import LoaderConfig, TrainLoader
 from opendojo.train.model import PolicyNet
@@ -129,7 +129,9 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfi
     if resume:
         if not (run_dir / "config.json").exists():
             raise CheckpointError(f"{run_dir}: nothing to resume (no config.json)")
-        saved = TrainConfig(**json.loads((run_dir / "config.json").read_text())["train"])
+        saved_json = json.loads((run_dir / "config.json").read_text())
+        # A run from before TrainConfig.command was fed the hindsight command: keep it so.
+        saved = TrainConfig(**{**saved_json["train"], "command": trained_command(saved_json)})
         if saved.model != cfg.model:
             diff = [k for k in cfg.model.model_dump() if getattr(saved.model, k) != getattr(cfg.model, k)]
             raise CheckpointError(f"{run_dir}: its checkpoints are for another model config "
