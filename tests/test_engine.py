@@ -266,3 +266,35 @@ def test_safety_driver_takes_over_and_the_takeover_clip_is_uploaded(tmp_path):
     drove = row["expert_driving"]
     want = [all(drove[i:i + 4]) and i + 3 < len(drove) for i in range(len(drove))]
     assert valid == want and any(want) and not all(valid)
+
+
+def test_the_online_fleet_meets_rare_events_at_the_asked_rate(tmp_path, monkeypatch):
+    import opendojo.fleet.env as fleet_env
+    from opendojo.engine.disengage import fleet_drive
+    from opendojo.errors import DojoError
+    from opendojo.fleet.scenarios import SCENARIOS
+
+    store = ClipStore.create(tmp_path / "online")
+    ckpt = _tiny_checkpoint(tmp_path)
+    seen, real = [], fleet_env.make_env
+
+    def spy(scenario, seed, *args, rare_event=None, **kw):
+        seen.append(rare_event)
+        return real(scenario, seed, *args, rare_event=rare_event, **kw)
+
+    monkeypatch.setattr(fleet_env, "make_env", spy)
+
+    def drive(rate):
+        seen.clear()
+        return fleet_drive(store, ckpt, mode="shadow", episodes=3, duration_s=0.3,
+                           scenarios=["highway_sparse"], upload_disagreement=1e9,
+                           rare_event_rate=rate)
+
+    out = drive(1.0)
+    assert out["rare_events"] == 3 and len(seen) == 3
+    assert all(e in SCENARIOS["highway_sparse"].rare_events for e in seen)
+    out = drive(0.0)
+    assert out["rare_events"] == 0 and seen == [None] * 3
+    with pytest.raises(DojoError, match="rare_event_rate"):
+        drive(1.5)
+    assert seen == []          # refused before anything was driven

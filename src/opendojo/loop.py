@@ -2,8 +2,9 @@
 
 Round 1 trains on a budgeted selection of the first fleet's clips. Each later round:
 
-1. deploy: the current network drives the simulated fleet with a safety driver (the
-   expert) who takes over when it gets unsafe; takeover clips are uploaded. It also runs
+1. deploy: the current network drives the simulated fleet (rare events at
+   `deploy_rare_event_rate`) with a safety driver (the expert) who takes over when it
+   gets unsafe; takeover clips are uploaded. It also runs
    in shadow mode beside human drivers; clips where it disagrees are uploaded.
 2. collect: the fleet keeps driving (a fresh fleet seed) and its clips arrive too.
 3. engine: triggers, driver quality, embeddings (the current network's encoder), and
@@ -41,6 +42,8 @@ class LoopConfig(StageConfig):
     clips_per_round: int = Field(60, ge=0, description="new fleet clips each later round")
     takeover_episodes: int = Field(10, ge=0, description="safety-driver episodes per round")
     shadow_episodes: int = Field(5, ge=0, description="online shadow episodes per round")
+    deploy_rare_event_rate: float = Field(0.08, ge=0.0, le=1.0,
+                                          description="share of deployed episodes with a rare event")
     budget: str = Field("40%", description="share of the pool's frames each round trains on")
     steps_first: int = Field(800, ge=1)
     steps_per_round: int = Field(400, ge=1)
@@ -121,10 +124,12 @@ def _deploy(cfg: LoopConfig, store, checkpoint: str, k: int) -> dict:
     out = {}
     if cfg.takeover_episodes:
         out["safety"] = fleet_drive(store, checkpoint, mode="safety", episodes=cfg.takeover_episodes,
-                                    seed=1000 * k, duration_s=cfg.episode_s)
+                                    seed=1000 * k, duration_s=cfg.episode_s,
+                                    rare_event_rate=cfg.deploy_rare_event_rate)
     if cfg.shadow_episodes:
         out["shadow"] = fleet_drive(store, checkpoint, mode="shadow", episodes=cfg.shadow_episodes,
-                                    seed=1000 * k + 500, profile="aggressive", duration_s=cfg.episode_s)
+                                    seed=1000 * k + 500, profile="aggressive", duration_s=cfg.episode_s,
+                                    rare_event_rate=cfg.deploy_rare_event_rate)
     console.print(f"deployed: {json.dumps({m: {x: v for x, v in s.items() if isinstance(v, (int, float))} for m, s in out.items()})}")
     return out
 

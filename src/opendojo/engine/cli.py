@@ -117,14 +117,16 @@ def fleet_drive_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c"),
                                              "takes over; shadow: a driver drives, the network watches"),
                     episodes: int = typer.Option(4, help="episodes to drive"),
                     seed: int = typer.Option(0, help="first episode seed (offset in the online range)"),
-                    profile: str = typer.Option("expert", help="who drives in shadow mode")) -> None:
+                    profile: str = typer.Option("expert", help="who drives in shadow mode"),
+                    rare_event_rate: float = typer.Option(0.08, min=0.0, max=1.0,
+                                                          help="share of episodes with a rare event")) -> None:
     """Online: drive the simulated fleet with the network (safety driver) or beside a driver."""
     from opendojo.engine.disengage import fleet_drive
 
     if mode not in ("safety", "shadow"):
         raise typer.BadParameter("--mode must be safety or shadow")
     out = fleet_drive(_open(store), checkpoint, mode=mode, episodes=episodes, seed=seed,
-                      profile=profile)
+                      profile=profile, rare_event_rate=rare_event_rate)
     typer.echo(json.dumps(out))
 
 

@@ -16,7 +16,8 @@ its speed); what is *recorded* is only what a car sends: camera frames, telemetr
 commands actually applied), and the network's own outputs.
 
 `fleet_drive(store, checkpoint, mode, episodes)` drives several episodes on seeds from
-`ONLINE_SEED_BASE` (below the closed-loop evaluation range) and uploads what a car would:
+`ONLINE_SEED_BASE` (below the closed-loop evaluation range), a share `rare_event_rate` of
+them with one of the scenario's rare events, and uploads what a car would:
 in "safety" mode the episodes with a takeover (the whole episode: they are short), in
 "shadow" mode those whose worst command disagreement exceeds `upload_disagreement`. Each
 uploaded clip goes into the catalog (source "sim", driver "safety-driver" or the shadowed
@@ -36,6 +37,7 @@ import pyarrow as pa
 
 from opendojo import code_version
 from opendojo.engine import tables
+from opendojo.errors import DojoError
 
 from opendojo.fleet.config import ONLINE_SEED_BASE  # seed ranges: see opendojo.fleet.config
 
@@ -90,7 +92,8 @@ def time_to_collision(env) -> float:
 
 
 def drive_episode(model, scenario: str, seed: int, mode: str = "safety", profile: str = "expert",
-                  duration_s: float = 15.0, camera=None, rules: SafetyRules = SafetyRules()) -> Episode:
+                  duration_s: float = 15.0, camera=None, rules: SafetyRules = SafetyRules(),
+                  rare_event: str | None = None) -> Episode:
     from opendojo.evaluate.closed_loop import NetworkDriver
     from opendojo.fleet.camera import Camera, render_ego_view
     from opendojo.fleet.drivers import make_driver
@@ -98,7 +101,7 @@ def drive_episode(model, scenario: str, seed: int, mode: str = "safety", profile
     from opendojo.fleet.recorder import TELEMETRY_KEYS
 
     camera = camera or Camera()
-    env = make_env(scenario, seed, camera=camera)
+    env = make_env(scenario, seed, camera=camera, rare_event=rare_event)
     try:
         net = NetworkDriver(model)
         other = make_driver("expert" if mode == "safety" else profile, seed)
@@ -156,8 +159,14 @@ def drive_episode(model, scenario: str, seed: int, mode: str = "safety", profile
 def fleet_drive(store, checkpoint: str | Path, mode: str = "safety", episodes: int = 4,
                 seed: int = 0, profile: str = "expert", duration_s: float = 15.0,
                 scenarios: list[str] | None = None, rules: SafetyRules = SafetyRules(),
-                upload_disagreement: float = 1.0) -> dict:
-    """Drive `episodes` online episodes and upload what a car would (module docstring)."""
+                upload_disagreement: float = 1.0, rare_event_rate: float = 0.0) -> dict:
+    """Drive `episodes` online episodes and upload what a car would (module docstring).
+
+    rare_event_rate: the share of episodes that meet one of their scenario's rare events
+    (as `FleetConfig.rare_event_rate` is for the recorded fleet).
+    """
+    if not 0.0 <= rare_event_rate <= 1.0:
+        raise DojoError(f"rare_event_rate must be within 0..1, got {rare_event_rate}")
     from opendojo.clips.schema import ClipMeta
     from opendojo.engine.shadow import SHADOW_SCHEMA
     from opendojo.evaluate.closed_loop import load_network
@@ -172,13 +181,19 @@ def fleet_drive(store, checkpoint: str | Path, mode: str = "safety", episodes: i
         if cat.num_rows else Camera()
     names = scenarios or list(SCENARIOS)
     rows, dis_rows, shadow_rows = [], [], []
-    summary = {"mode": mode, "episodes": episodes, "takeovers": 0, "uploaded": 0, "frames": 0,
-               "network_frames": 0}
+    summary = {"mode": mode, "episodes": episodes, "rare_events": 0, "takeovers": 0, "uploaded": 0,
+               "frames": 0, "network_frames": 0}
     now = datetime.now(timezone.utc)
+    rng = np.random.default_rng([ONLINE_SEED_BASE + seed, 3])
     for k in range(episodes):
         s = ONLINE_SEED_BASE + seed + k
         scen = names[k % len(names)]
-        ep = drive_episode(model, scen, s, mode, profile, duration_s, camera, rules)
+        events = SCENARIOS[scen].rare_events
+        draw = rng.uniform()             # drawn every episode: a rate change moves no other episode
+        event = events[int(rng.integers(len(events)))] if events else None
+        event = event if draw < rare_event_rate else None
+        ep = drive_episode(model, scen, s, mode, profile, duration_s, camera, rules, event)
+        summary["rare_events"] += event is not None
         summary["frames"] += len(ep.frames)
         summary["network_frames"] += int((~ep.expert_driving).sum()) if mode == "safety" else 0
         summary["takeovers"] += len(ep.takeovers)
