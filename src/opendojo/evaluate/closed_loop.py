@@ -103,24 +103,33 @@ class NetworkDriver:
         if self.control == "controls":
             acc, steer = out["controls"][0].tolist()
             return float(acc), float(steer)
-        return pure_pursuit(traj, state["speed"], self.cfg, self.lookahead_s)
+        path = out["path"][0].numpy() if "path" in out else None
+        return pure_pursuit(traj, state["speed"], self.cfg, self.lookahead_s, path=path)
 
 
 def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
-                 wheelbase: float = 2.5, speed_gain: float = 1.5) -> tuple[float, float]:
+                 wheelbase: float = 2.5, speed_gain: float = 1.5,
+                 path: np.ndarray | None = None) -> tuple[float, float]:
     """Follow predicted ego-frame waypoints (x forward, y lateral in the steering's sense).
 
     Speed: the slowest average pace the waypoints imply (path length to waypoint k over
     t_k), so that a predicted slow-down anywhere ahead brakes now. The path length, not
     the forward coordinate: on a turn (a roundabout's entry, an intersection) the path
     bends away from x and x_k / t_k asked for a stop the driver never made. Steering:
-    pure pursuit on the waypoint interpolated at the lookahead time.
+    pure pursuit on the waypoint interpolated at the lookahead time or, given the path
+    head's `path` (points every `cfg.path_spacing` m), on its point `speed x lookahead_s`
+    metres ahead, which keeps the road's shape at any speed (`opendojo.train.path`).
     """
     dt = cfg.horizon_s / cfg.horizon
     times = dt * np.arange(1, cfg.horizon + 1)
     tl = min(max(lookahead_s, times[0]), times[-1])
-    px = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 0]]))
-    py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
+    if path is not None:
+        from opendojo.train.path import point_at
+
+        px, py = point_at(path, cfg.path_spacing, speed * lookahead_s)
+    else:
+        px = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 0]]))
+        py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
     path = np.cumsum(np.linalg.norm(np.diff(np.r_[np.zeros((1, 2)), traj[:, :2]], axis=0), axis=1))
     target_speed = float(np.min(path / times))
     acc = speed_gain * (target_speed - speed)

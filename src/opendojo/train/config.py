@@ -26,6 +26,8 @@ class ModelSettings(StageConfig):
     pooling: Literal["spatial", "mean"] = "spatial"
     spatial_channels: int = 8
     modes: int = 1                    # trajectory hypotheses (PolicyConfig.modes)
+    path_points: int = 0              # path head points, 0 = none (PolicyConfig.path_points)
+    path_spacing: float = 4.0         # metres between them
 
 
 class TrainConfig(StageConfig):

@@ -14,6 +14,8 @@ Outputs (dict)
                                     modes > 1, the mode the classifier rates most likely
   modes      float [B, modes, horizon, 2], mode_logits float [B, modes]  (only with modes > 1)
   controls   float [B, 2]           (acceleration m/s^2, steering rad)
+  path       float [B, path_points, 2]  (only with path_points > 0) the path ahead at
+                                    path_spacing*k metres along it (`opendojo.train.path`)
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class PolicyConfig:
                               # then flatten); "mean": global average pooling
     spatial_channels: int = 8
     modes: int = 1            # trajectory hypotheses: >1 adds a classifier that picks one
+    path_points: int = 0      # >0 adds a head for the path ahead at fixed distances (steering)
+    path_spacing: float = 4.0  # metres between the path head's points
                               # (see PolicyNet.forward)
     spatial_relu: bool = False  # a ReLU after the 1x1 conv: only checkpoints written before
                                 # 2026-11-22 have it (see PolicyNet)
@@ -115,6 +119,7 @@ class PolicyNet(nn.Module):
         self.trajectory_head = nn.Linear(c.hidden, c.modes * c.horizon * 2)
         self.mode_head = nn.Linear(c.hidden, c.modes) if c.modes > 1 else None
         self.controls_head = nn.Linear(c.hidden, 2)
+        self.path_head = nn.Linear(c.hidden, c.path_points * 2) if c.path_points > 0 else None
 
     @staticmethod
     def prepare_frames(frames: torch.Tensor) -> torch.Tensor:
@@ -141,6 +146,10 @@ class PolicyNet(nn.Module):
         ahead = speed.to(traj.dtype).unsqueeze(-1) * times
         traj = traj + torch.stack([ahead, torch.zeros_like(ahead)], dim=-1).unsqueeze(1)
         out = {"controls": self.controls_head(h)}
+        if self.path_head is not None:     # a residual on driving straight on
+            ahead = torch.arange(1, c.path_points + 1, device=h.device, dtype=h.dtype) * c.path_spacing
+            straight = torch.stack([ahead, torch.zeros_like(ahead)], dim=-1)
+            out["path"] = self.path_head(h).view(-1, c.path_points, 2) + straight
         if self.mode_head is None:
             out["trajectory"] = traj[:, 0]
             return out

@@ -33,6 +33,7 @@ from opendojo.train.checkpoint import checkpoints, load_checkpoint, read_meta, s
 from opendojo.train.config import TrainConfig, to_toml
 from opendojo.train.loader import LoaderConfig, TrainLoader
 from opendojo.train.model import PolicyNet
+from opendojo.train.path import path_targets
 
 KILL_ENV = "OPENDOJO_KILL_AT_STEP"   # tests: SIGKILL this process right after that step
 
@@ -59,7 +60,8 @@ def sample_weights(batch: dict, cfg: TrainConfig) -> torch.Tensor | None:
 
 
 def policy_loss(out: dict, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    """Smooth-L1 on the waypoints (weighted per sample, `sample_weights`) and on the controls.
+    """Smooth-L1 on the waypoints (weighted per sample, `sample_weights`) and on the controls;
+    with a path head, also on the path points the label covers (`opendojo.train.path`).
 
     With several trajectory modes, winner takes all: only the mode nearest the driven future
     is regressed, and the mode classifier learns (cross-entropy) which mode that was."""
@@ -82,6 +84,13 @@ def policy_loss(out: dict, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor,
     ctrl = F.smooth_l1_loss(out["controls"].float() / scale, batch["controls"] / scale)
     ade = (out["trajectory"].float() - batch["trajectory"]).norm(dim=-1).mean()
     loss = cfg.trajectory_weight * (traj + mode_ce) + cfg.controls_weight * ctrl
+    if "path" in out:
+        target, valid = path_targets(batch["trajectory"], cfg.model.path_points, cfg.model.path_spacing)
+        per_point = F.smooth_l1_loss(out["path"].float(), target, reduction="none").mean(dim=-1)
+        vw = valid.to(per_point.dtype) * (1.0 if w is None else w[:, None])
+        path = (per_point * vw).sum() / vw.sum().clamp_min(1e-6)
+        loss = loss + cfg.trajectory_weight * path
+        extra["path_loss"] = path.detach()
     return loss, {"trajectory_loss": traj.detach(), "controls_loss": ctrl.detach(),
                   "ade": ade.detach(), **extra}
 

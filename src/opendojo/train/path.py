@@ -1,0 +1,53 @@
+"""The driven path: where the car went, indexed by distance along it instead of by time.
+
+The trajectory head predicts where the car will be at fixed times. Its lateral offsets,
+learned from drivers who take a junction at 10 m/s, stay what they were when the network
+itself drives slower: the same sideways step then comes after fewer metres, a sharper turn
+than the road's, and the car cuts the corner off the road (measured on the demo's
+intersection: at 6 m/s the network's 3 s point bent 11 m sideways within 7 m forward). The
+road's shape does not depend on speed, so a second head predicts the path at fixed
+distances (every `spacing` metres), and the controller steers along it; the trajectory
+head still sets the speed. The idea and the finding that waypoint steering fails at low
+speed are from Jaeger et al., "Hidden Biases of End-to-End Driving Models" (ICCV 2023).
+
+Targets come from the trajectory labels: the driven points, joined by straight segments
+from the car's own position, resampled at `spacing`, `2 spacing`, ... metres of path. A
+point beyond the distance the label covers (a slow or stopped car) has no target and is
+masked out of the loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def path_distances(points: int, spacing: float) -> np.ndarray:
+    """The arc lengths, metres, at which the path head places its points."""
+    return spacing * np.arange(1, points + 1, dtype=np.float64)
+
+
+def path_targets(trajectory: torch.Tensor, points: int, spacing: float
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(path [B, points, 2], valid [B, points]) from time-indexed waypoints [B, W, 2]."""
+    b = trajectory.shape[0]
+    traj = trajectory.float()
+    pts = torch.cat([traj.new_zeros(b, 1, 2), traj], dim=1)                    # [B, W+1, 2]
+    seg = (pts[:, 1:] - pts[:, :-1]).norm(dim=-1)
+    s = torch.cat([traj.new_zeros(b, 1), seg.cumsum(dim=1)], dim=1)            # [B, W+1]
+    d = torch.as_tensor(path_distances(points, spacing), dtype=traj.dtype,
+                        device=traj.device).expand(b, points).contiguous()
+    hi = torch.searchsorted(s.contiguous(), d, right=True).clamp(1, s.shape[1] - 1)
+    s0, s1 = s.gather(1, hi - 1), s.gather(1, hi)
+    w = ((d - s0) / (s1 - s0).clamp_min(1e-6)).clamp(0.0, 1.0).unsqueeze(-1)
+    idx = lambda i: i.unsqueeze(-1).expand(-1, -1, 2)  # noqa: E731
+    p0, p1 = pts.gather(1, idx(hi - 1)), pts.gather(1, idx(hi))
+    return p0 + w * (p1 - p0), d <= s[:, -1:]
+
+
+def point_at(path: np.ndarray, spacing: float, distance: float) -> tuple[float, float]:
+    """The predicted path's point `distance` metres along it (clamped to its ends)."""
+    d = np.r_[0.0, path_distances(len(path), spacing)]
+    distance = min(max(distance, d[1]), d[-1])
+    return (float(np.interp(distance, d, np.r_[0.0, path[:, 0]])),
+            float(np.interp(distance, d, np.r_[0.0, path[:, 1]])))
