@@ -28,6 +28,7 @@ from rich.console import Console
 
 from opendojo.atomic import write_json as _write_json
 from opendojo.config import StageConfig
+from opendojo.fleet.config import RARE_EVENT_RATE
 
 console = Console(stderr=True)
 
@@ -42,7 +43,7 @@ class LoopConfig(StageConfig):
     clips_per_round: int = Field(60, ge=0, description="new fleet clips each later round")
     takeover_episodes: int = Field(10, ge=0, description="safety-driver episodes per round")
     shadow_episodes: int = Field(5, ge=0, description="online shadow episodes per round")
-    deploy_rare_event_rate: float = Field(0.08, ge=0.0, le=1.0,
+    deploy_rare_event_rate: float = Field(RARE_EVENT_RATE, ge=0.0, le=1.0,
                                           description="share of deployed episodes with a rare event")
     budget: str = Field("40%", description="share of the pool's frames each round trains on")
     steps_first: int = Field(800, ge=1)

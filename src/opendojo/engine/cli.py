@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from opendojo.clips import DEFAULT_STORE
+from opendojo.fleet.config import RARE_EVENT_RATE
 
 engine_app = typer.Typer(help="The data engine: what the fleet's clips are worth.",
                          no_args_is_help=True)
@@ -118,7 +119,7 @@ def fleet_drive_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c"),
                     episodes: int = typer.Option(4, help="episodes to drive"),
                     seed: int = typer.Option(0, help="first episode seed (offset in the online range)"),
                     profile: str = typer.Option("expert", help="who drives in shadow mode"),
-                    rare_event_rate: float = typer.Option(0.08, min=0.0, max=1.0,
+                    rare_event_rate: float = typer.Option(RARE_EVENT_RATE, min=0.0, max=1.0,
                                                           help="share of episodes with a rare event")) -> None:
     """Online: drive the simulated fleet with the network (safety driver) or beside a driver."""
     from opendojo.engine.disengage import fleet_drive

@@ -39,7 +39,7 @@ from opendojo import code_version
 from opendojo.engine import tables
 from opendojo.errors import DojoError
 
-from opendojo.fleet.config import ONLINE_SEED_BASE  # seed ranges: see opendojo.fleet.config
+from opendojo.fleet.config import ONLINE_SEED_BASE, RARE_EVENT_RATE  # seed ranges: see opendojo.fleet.config
 
 DISENGAGEMENT_SCHEMA = pa.schema([
     ("clip_id", pa.string()),
@@ -159,7 +159,7 @@ def drive_episode(model, scenario: str, seed: int, mode: str = "safety", profile
 def fleet_drive(store, checkpoint: str | Path, mode: str = "safety", episodes: int = 4,
                 seed: int = 0, profile: str = "expert", duration_s: float = 15.0,
                 scenarios: list[str] | None = None, rules: SafetyRules = SafetyRules(),
-                upload_disagreement: float = 1.0, rare_event_rate: float = 0.0) -> dict:
+                upload_disagreement: float = 1.0, rare_event_rate: float = RARE_EVENT_RATE) -> dict:
     """Drive `episodes` online episodes and upload what a car would (module docstring).
 
     rare_event_rate: the share of episodes that meet one of their scenario's rare events

@@ -130,8 +130,8 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
     else:
         px = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 0]]))
         py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
-    path = np.cumsum(np.linalg.norm(np.diff(np.r_[np.zeros((1, 2)), traj[:, :2]], axis=0), axis=1))
-    target_speed = float(np.min(path / times))
+    arc = np.cumsum(np.linalg.norm(np.diff(np.r_[np.zeros((1, 2)), traj[:, :2]], axis=0), axis=1))
+    target_speed = float(np.min(arc / times))
     acc = speed_gain * (target_speed - speed)
     d2 = px * px + py * py
     steer = math.atan2(2.0 * wheelbase * py, d2) if d2 > 1e-6 else 0.0

@@ -18,6 +18,10 @@ FLEET_SEED_LIMIT = 8_000_000
 ONLINE_SEED_BASE = FLEET_SEED_LIMIT
 EVAL_SEED_BASE = 9_000_000
 
+# Share of episodes that meet a rare event: the recorded fleet's default, and the online
+# fleet's (safety driver, shadow mode), which is the same fleet on the same roads.
+RARE_EVENT_RATE = 0.08
+
 SCENARIO_NAMES = ("highway_sparse", "highway_dense", "merge", "roundabout", "intersection")
 PROFILE_NAMES = ("expert", "aggressive", "timid", "distracted", "tailgater",
                  "erratic_lane_changer")
@@ -42,7 +46,7 @@ class FleetConfig(StageConfig):
         default_factory=lambda: {"highway_sparse": 0.2, "highway_dense": 0.2, "merge": 0.2,
                                  "roundabout": 0.2, "intersection": 0.2},
         description="relative weight of each scenario")
-    rare_event_rate: float = Field(0.08, ge=0.0, le=1.0,
+    rare_event_rate: float = Field(RARE_EVENT_RATE, ge=0.0, le=1.0,
                                    description="share of clips with a rare event")
     vehicles: int = Field(20, ge=1, description="cars in the fleet, one fixed driver each")
     expert_share: float = Field(0.3, ge=0.0, le=1.0, description="share of expert drivers")

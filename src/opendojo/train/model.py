@@ -42,9 +42,9 @@ class PolicyConfig:
                               # then flatten); "mean": global average pooling
     spatial_channels: int = 8
     modes: int = 1            # trajectory hypotheses: >1 adds a classifier that picks one
+                              # (see PolicyNet.forward)
     path_points: int = 0      # >0 adds a head for the path ahead at fixed distances (steering)
     path_spacing: float = 4.0  # metres between the path head's points
-                              # (see PolicyNet.forward)
     spatial_relu: bool = False  # a ReLU after the 1x1 conv: only checkpoints written before
                                 # 2026-11-22 have it (see PolicyNet)
 
