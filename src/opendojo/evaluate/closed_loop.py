@@ -122,12 +122,12 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
     """
     dt = cfg.horizon_s / cfg.horizon
     times = dt * np.arange(1, cfg.horizon + 1)
-    tl = min(max(lookahead_s, times[0]), times[-1])
     if path is not None:
         from opendojo.train.path import point_at
 
         px, py = point_at(path, cfg.path_spacing, speed * lookahead_s)
     else:
+        tl = min(max(lookahead_s, times[0]), times[-1])
         px = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 0]]))
         py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
     arc = np.cumsum(np.linalg.norm(np.diff(np.r_[np.zeros((1, 2)), traj[:, :2]], axis=0), axis=1))

@@ -119,7 +119,15 @@ class PolicyNet(nn.Module):
         self.trajectory_head = nn.Linear(c.hidden, c.modes * c.horizon * 2)
         self.mode_head = nn.Linear(c.hidden, c.modes) if c.modes > 1 else None
         self.controls_head = nn.Linear(c.hidden, 2)
-        self.path_head = nn.Linear(c.hidden, c.path_points * 2) if c.path_points > 0 else None
+        self.path_head = None
+        if c.path_points > 0:
+            from opendojo.train.path import path_distances
+
+            self.path_head = nn.Linear(c.hidden, c.path_points * 2)
+            ahead = torch.as_tensor(path_distances(c.path_points, c.path_spacing), dtype=torch.float32)
+            # driving straight on, which the head corrects (not saved: it follows from the config)
+            self.register_buffer("path_straight", torch.stack([ahead, torch.zeros_like(ahead)], dim=-1),
+                                 persistent=False)
 
     @staticmethod
     def prepare_frames(frames: torch.Tensor) -> torch.Tensor:
@@ -146,10 +154,8 @@ class PolicyNet(nn.Module):
         ahead = speed.to(traj.dtype).unsqueeze(-1) * times
         traj = traj + torch.stack([ahead, torch.zeros_like(ahead)], dim=-1).unsqueeze(1)
         out = {"controls": self.controls_head(h)}
-        if self.path_head is not None:     # a residual on driving straight on
-            ahead = torch.arange(1, c.path_points + 1, device=h.device, dtype=h.dtype) * c.path_spacing
-            straight = torch.stack([ahead, torch.zeros_like(ahead)], dim=-1)
-            out["path"] = self.path_head(h).view(-1, c.path_points, 2) + straight
+        if self.path_head is not None:
+            out["path"] = self.path_head(h).view(-1, c.path_points, 2) + self.path_straight
         if self.mode_head is None:
             out["trajectory"] = traj[:, 0]
             return out

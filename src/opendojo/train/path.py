@@ -46,8 +46,9 @@ def path_targets(trajectory: torch.Tensor, points: int, spacing: float
 
 
 def point_at(path: np.ndarray, spacing: float, distance: float) -> tuple[float, float]:
-    """The predicted path's point `distance` metres along it (clamped to its ends)."""
+    """The predicted path's point `distance` metres along it (at least its first point,
+    at most its last)."""
     d = np.r_[0.0, path_distances(len(path), spacing)]
-    distance = min(max(distance, d[1]), d[-1])
+    distance = max(distance, d[1])            # np.interp holds the last point beyond the end
     return (float(np.interp(distance, d, np.r_[0.0, path[:, 0]])),
             float(np.interp(distance, d, np.r_[0.0, path[:, 1]])))
