@@ -157,3 +157,34 @@ def test_collision_rate_ci_is_the_exact_poisson_interval():
     lo, hi = poisson_ci(10, 2.0)
     assert lo == pytest.approx(4.795 / 2, abs=1e-3) and hi == pytest.approx(18.39 / 2, abs=1e-2)
     assert all(x != x for x in poisson_ci(3, 0.0))   # no distance: no rate
+
+
+def test_network_driver_spaces_its_frame_history_as_the_network_was_trained(monkeypatch):
+    """A network trained on frames `frame_stride` apart must be fed frames that far apart in
+    closed loop (and the first frame repeated until the history has filled)."""
+    import torch
+
+    import opendojo.fleet.camera as camera
+    import opendojo.fleet.env as fleet_env
+    from opendojo.train.model import PolicyConfig, PolicyNet
+
+    step = {"n": 0}
+
+    def fake_view(env, cam):          # frame k is filled with the value k
+        step["n"] += 1
+        return np.full((64, 64, 3), step["n"] - 1, np.uint8)
+
+    monkeypatch.setattr(camera, "render_ego_view", fake_view)
+    monkeypatch.setattr(fleet_env, "ego_state", lambda env: {"speed": 10.0, "command": 1})
+    net = PolicyNet(PolicyConfig(frames=3, frame_stride=2, width=8, hidden=32, image_size=64))
+    seen = []
+    orig = net.forward
+    net.forward = lambda frames, speed, command: (seen.append(frames[0, :, 0, 0, 0].tolist()),
+                                                  orig(frames, speed, command))[1]
+    driver = NetworkDriver(net)
+    driver.reset(None)
+    env = type("Env", (), {"camera": None})()
+    for _ in range(7):
+        driver.command(env)
+    assert seen[0] == [0, 0, 0] and seen[2] == [0, 0, 2]
+    assert seen[4] == [0, 2, 4] and seen[6] == [2, 4, 6]

@@ -298,3 +298,23 @@ def test_the_online_fleet_meets_rare_events_at_the_asked_rate(tmp_path, monkeypa
     with pytest.raises(DojoError, match="rare_event_rate"):
         drive(1.5)
     assert seen == []          # refused before anything was driven
+
+
+def test_shadow_mode_and_embeddings_feed_frames_as_far_apart_as_the_network_was_trained():
+    """Offline shadow mode and encoder embeddings build the network's input from stored
+    frames; with `frame_stride` 2 they must take every other frame, as training did."""
+    from opendojo.engine.embeddings import encoder_embedding
+    from opendojo.engine.shadow import predict_clip
+    from opendojo.train.model import PolicyConfig, PolicyNet
+
+    net = PolicyNet(PolicyConfig(frames=3, frame_stride=2, width=8, hidden=32, image_size=64))
+    frames = np.stack([np.full((64, 64, 3), k, np.uint8) for k in range(12)])  # frame k = value k
+    seen = []
+    orig = net.encode                   # forward() encodes its frames through it too
+    net.encode = lambda f: (seen.extend(f[:, :, 0, 0, 0].tolist()), orig(f))[1]
+    tel = {"speed": np.full(12, 10.0), "command": np.ones(12, np.int64)}
+    predict_clip(net, frames, tel, every=5)
+    assert seen == [[0, 0, 0], [1, 3, 5], [6, 8, 10]]
+    seen.clear()
+    encoder_embedding(net, frames, windows=2)
+    assert seen == [[0, 2, 4], [7, 9, 11]]

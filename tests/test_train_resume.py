@@ -111,3 +111,19 @@ def test_resuming_a_run_from_before_the_command_option_keeps_the_hindsight_comma
     del saved["train"]["command"]                       # as a run written before the option
     (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
     assert prepare_run_dir(cfg, tmp_path / "run", resume=True).command == "hindsight"
+
+
+def test_a_run_from_before_frame_stride_moved_into_the_model_resumes_with_its_stride(store, tmp_path):
+    """`frame_stride` describes the network's input, so it moved from [train] to
+    [train.model] (where closed-loop driving, shadow mode and embeddings read it);
+    runs saved with the old key still resume, with the stride they were trained with."""
+    from opendojo.train.trainer import prepare_run_dir
+
+    cfg = TrainConfig(store=store.url, dataset="d", steps=2, batch_size=4, checkpoint_every=2,
+                      log_every=1, workers=0, model=ModelSettings(**TINY, frame_stride=2))
+    train(cfg, tmp_path / "run", progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved["train"]["frame_stride"] = saved["train"]["model"].pop("frame_stride")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    resumed = prepare_run_dir(cfg, tmp_path / "run", resume=True)
+    assert resumed.model.frame_stride == 2 and resumed == cfg

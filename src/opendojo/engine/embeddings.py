@@ -88,10 +88,11 @@ def encoder_embedding(model, frames: np.ndarray, windows: int = 4) -> np.ndarray
 
     cfg = model.config
     n = len(frames)
-    starts = np.linspace(0, max(n - cfg.frames, 0), windows).round().astype(int)
+    span = (cfg.frames - 1) * cfg.frame_stride + 1
+    starts = np.linspace(0, max(n - span, 0), windows).round().astype(int)
     batch = []
     for s in starts:
-        idx = np.clip(np.arange(s, s + cfg.frames), 0, n - 1)
+        idx = np.clip(s + np.arange(cfg.frames) * cfg.frame_stride, 0, n - 1)
         batch.append(np.stack([resize_frame(frames[i], cfg.image_size) for i in idx]))
     with torch.inference_mode():
         feats = model.encode(torch.from_numpy(np.stack(batch))).float().numpy()

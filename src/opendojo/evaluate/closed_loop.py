@@ -77,7 +77,8 @@ class NetworkDriver:
         self.control = control
         self.lookahead_s = lookahead_s
         self.torch = torch
-        self.history: deque = deque(maxlen=self.cfg.frames)
+        # every camera frame of the span the network's input covers (frame_stride apart)
+        self.history: deque = deque(maxlen=(self.cfg.frames - 1) * self.cfg.frame_stride + 1)
         self.last_prediction: np.ndarray | None = None
 
     def reset(self, env) -> None:
@@ -91,10 +92,10 @@ class NetworkDriver:
         torch = self.torch
         frame = resize_frame(render_ego_view(env, env.camera), self.cfg.image_size)
         self.history.append(frame)
-        while len(self.history) < self.cfg.frames:   # first step: repeat the only frame
+        while len(self.history) < self.history.maxlen:   # first step: repeat the only frame
             self.history.appendleft(frame)
         state = ego_state(env)
-        frames = torch.from_numpy(np.stack(self.history))[None]
+        frames = torch.from_numpy(np.stack(list(self.history)[::self.cfg.frame_stride]))[None]  # oldest .. now
         with torch.inference_mode():
             out = self.model(frames, torch.tensor([state["speed"]], dtype=torch.float32),
                              torch.tensor([state["command"]]))

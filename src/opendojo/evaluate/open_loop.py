@@ -36,7 +36,7 @@ def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch
     net = PolicyNet(pc)
     load_checkpoint(ckpt, net, expect_model=pc.to_dict())
     net.eval()
-    stride = int((meta.get("train") or {}).get("frame_stride", 1))
+    stride = pc.frame_stride
     spec = LabelSpec(horizon_s=pc.horizon_s, waypoints=pc.horizon)
     labels = ClipLabels(store, clip_ids, spec, pc.frames, stride, trained_command(meta))
     rows = {r["clip_id"]: r for r in store.catalog(columns=["clip_id", "n_frames", "fps"]).to_pylist()}

@@ -91,13 +91,16 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module,
     """
     p = resolve(path)
     meta = read_meta(p)
-    if expect_model is not None and meta.get("model") != expect_model:
-        diff = sorted(k for k in set(expect_model) | set(meta.get("model") or {})
-                      if expect_model.get(k) != (meta.get("model") or {}).get(k))
-        raise CheckpointError(
-            f"{p}: made for another model config ("
-            + ", ".join(f"{k}={(meta.get('model') or {}).get(k)} here {expect_model.get(k)}" for k in diff)
-            + ")")
+    if expect_model is not None:
+        from opendojo.train.model import PolicyConfig
+
+        # fields added since the checkpoint was written take the values they had then
+        saved = PolicyConfig.from_dict(meta.get("model") or {}).to_dict()
+        diff = sorted(k for k in set(expect_model) | set(saved) if expect_model.get(k) != saved.get(k))
+        if diff:
+            raise CheckpointError(
+                f"{p}: made for another model config ("
+                + ", ".join(f"{k}={saved.get(k)} here {expect_model.get(k)}" for k in diff) + ")")
     try:
         tensors = load_file(str(p))
     except Exception as e:  # noqa: BLE001 - any corrupt file is one clear line

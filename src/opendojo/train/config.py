@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
+
 from opendojo.config import StageConfig
 
 PRECISIONS = ("float32", "bf16", "cfloat8", "cfloat16")
@@ -17,6 +19,7 @@ class ModelSettings(StageConfig):
     """`opendojo.train.model.PolicyConfig` as config: the network's size."""
 
     frames: int = 4
+    frame_stride: int = 1             # camera frames between history frames (PolicyConfig)
     image_size: int = 64
     width: int = 16
     stages: int = 4
@@ -48,7 +51,6 @@ class TrainConfig(StageConfig):
     workers: int = 1                  # loader worker processes per rank
     frame_cache: bool = True          # keep decoded frames on local disk (clips/frame_cache.py)
     block_clips: int = 16
-    frame_stride: int = 1
     trajectory_weight: float = 1.0
     deviation_weight: float = 0.5     # extra weight per metre a sample's future departs from
                                       # constant velocity (trainer.sample_weights)
@@ -59,6 +61,19 @@ class TrainConfig(StageConfig):
     command: CommandSource = "route"  # route command per sample: as given to the driver,
                                       # or derived from the future (loader.ClipLabels)
     model: ModelSettings = ModelSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _frame_stride_moved_to_model(cls, data):
+        """Configs (and resumable runs) written before 2026-11-22 set `frame_stride` under
+        `[train]`; it describes the network's input, so it now lives in `[train.model]`."""
+        if isinstance(data, dict) and "frame_stride" in data:
+            data = dict(data)
+            model = data.get("model") or {}
+            model = dict(model.model_dump() if isinstance(model, ModelSettings) else model)
+            model.setdefault("frame_stride", data.pop("frame_stride"))
+            data["model"] = model
+        return data
 
     def policy_config(self):
         from opendojo.train.model import PolicyConfig

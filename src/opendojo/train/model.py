@@ -31,6 +31,7 @@ N_COMMANDS = 3
 @dataclass(frozen=True)
 class PolicyConfig:
     frames: int = 4           # frame history fed to the network
+    frame_stride: int = 1     # camera frames between two history frames (1: consecutive)
     image_size: int = 96      # square frames, pixels
     width: int = 32           # channels of the first conv stage; later stages double it
     stages: int = 4           # conv stages, each halves the resolution

@@ -110,7 +110,7 @@ def make_loader(cfg: TrainConfig, rank: int = 0, world: int = 1) -> TrainLoader:
     store = ClipStore(cfg.store)
     clips = load_dataset(store, cfg.dataset).clips(cfg.split)
     lc = LoaderConfig(batch_size=cfg.batch_size // world, frames=cfg.model.frames,
-                      frame_stride=cfg.frame_stride, image_size=cfg.model.image_size,
+                      frame_stride=cfg.model.frame_stride, image_size=cfg.model.image_size,
                       block_clips=cfg.block_clips, workers=cfg.workers, seed=cfg.seed,
                       frame_cache=cfg.frame_cache, command=cfg.command)
     return TrainLoader(store, clips, label_spec(cfg), lc, rank=rank, world=world)
