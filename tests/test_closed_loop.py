@@ -162,8 +162,6 @@ def test_collision_rate_ci_is_the_exact_poisson_interval():
 def test_network_driver_spaces_its_frame_history_as_the_network_was_trained(monkeypatch):
     """A network trained on frames `frame_stride` apart must be fed frames that far apart in
     closed loop (and the first frame repeated until the history has filled)."""
-    import torch
-
     import opendojo.fleet.camera as camera
     import opendojo.fleet.env as fleet_env
     from opendojo.train.model import PolicyConfig, PolicyNet
