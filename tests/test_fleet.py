@@ -142,6 +142,7 @@ def test_generate_is_reproducible_and_keeps_truth_apart(tmp_path):
     a = generate(str(tmp_path / "a"), cfg, progress=False)
     assert a["clips"] == 3 and not a["interrupted"]
     b = generate(str(tmp_path / "b"), cfg.model_copy(update={"workers": 1}), progress=False)
+    assert b["clips"] == 3 and not b["interrupted"]
     sa, sb = ClipStore(tmp_path / "a"), ClipStore(tmp_path / "b")
     assert sa.clip_ids() == sb.clip_ids() and len(sa.clip_ids()) == 3
     # Generating again into the same store records nothing: the planned clips are there.

@@ -1,6 +1,5 @@
 """`dojo machine` commands through the root app."""
 
-import pytest
 from typer.testing import CliRunner
 
 from opendojo.cli import app

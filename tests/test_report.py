@@ -1,7 +1,6 @@
 """The run report: every section present when its data is, valid assets, no broken links."""
 
 import json
-import re
 from html.parser import HTMLParser
 from pathlib import Path
 

@@ -1,5 +1,4 @@
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from clipfactory import arc_telemetry, moving_frames
