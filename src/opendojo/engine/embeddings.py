@@ -85,14 +85,15 @@ def encoder_embedding(model, frames: np.ndarray, windows: int = 4) -> np.ndarray
     import torch
 
     from opendojo.evaluate.closed_loop import resize_frame
+    from opendojo.train.loader import history_offsets
 
     cfg = model.config
     n = len(frames)
-    span = (cfg.frames - 1) * cfg.frame_stride + 1
-    starts = np.linspace(0, max(n - span, 0), windows).round().astype(int)
+    offsets = history_offsets(cfg.frames, cfg.frame_stride)
+    ends = np.linspace(min(-offsets[0], n - 1), n - 1, windows).round().astype(int)
     batch = []
-    for s in starts:
-        idx = np.clip(s + np.arange(cfg.frames) * cfg.frame_stride, 0, n - 1)
+    for e in ends:
+        idx = np.clip(e + offsets, 0, n - 1)
         batch.append(np.stack([resize_frame(frames[i], cfg.image_size) for i in idx]))
     with torch.inference_mode():
         feats = model.encode(torch.from_numpy(np.stack(batch))).float().numpy()

@@ -50,6 +50,7 @@ def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5,
     import torch
 
     from opendojo.evaluate.closed_loop import resize_frame
+    from opendojo.train.loader import history_offsets
 
     cfg = model.config
     n = len(frames)
@@ -62,7 +63,7 @@ def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5,
     with torch.inference_mode():
         for s in range(0, len(idx), batch):
             ii = idx[s:s + batch]
-            win = np.clip(ii[:, None] - np.arange(cfg.frames - 1, -1, -1)[None] * cfg.frame_stride, 0, n - 1)
+            win = np.clip(ii[:, None] + history_offsets(cfg.frames, cfg.frame_stride)[None], 0, n - 1)
             out = model(torch.from_numpy(small[win]), torch.from_numpy(speed[ii]),
                         torch.from_numpy(cmd[ii]))
             trajs.append(out["trajectory"].float().numpy())

@@ -77,8 +77,11 @@ class NetworkDriver:
         self.control = control
         self.lookahead_s = lookahead_s
         self.torch = torch
-        # every camera frame of the span the network's input covers (frame_stride apart)
-        self.history: deque = deque(maxlen=(self.cfg.frames - 1) * self.cfg.frame_stride + 1)
+        from opendojo.train.loader import history_offsets
+
+        # every camera frame of the span the network's input covers, and which of them it reads
+        self.offsets = history_offsets(self.cfg.frames, self.cfg.frame_stride)
+        self.history: deque = deque(maxlen=1 - int(self.offsets[0]))
         self.last_prediction: np.ndarray | None = None
 
     def reset(self, env) -> None:
@@ -95,7 +98,7 @@ class NetworkDriver:
         while len(self.history) < self.history.maxlen:   # first step: repeat the only frame
             self.history.appendleft(frame)
         state = ego_state(env)
-        frames = torch.from_numpy(np.stack(list(self.history)[::self.cfg.frame_stride]))[None]  # oldest .. now
+        frames = torch.from_numpy(np.stack([self.history[-1 + k] for k in self.offsets]))[None]
         with torch.inference_mode():
             out = self.model(frames, torch.tensor([state["speed"]], dtype=torch.float32),
                              torch.tensor([state["command"]]))

@@ -27,7 +27,7 @@ def _metrics(pred: np.ndarray, target: np.ndarray) -> dict:
 def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch_size: int = 64,
                        progress=None) -> dict:
     from opendojo.train.checkpoint import load_checkpoint, read_meta, resolve, trained_command
-    from opendojo.train.loader import ClipDecoder, ClipLabels
+    from opendojo.train.loader import ClipDecoder, ClipLabels, history_offsets
     from opendojo.train.model import PolicyConfig, PolicyNet
 
     ckpt = resolve(checkpoint)
@@ -36,12 +36,11 @@ def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch
     net = PolicyNet(pc)
     load_checkpoint(ckpt, net, expect_model=pc.to_dict())
     net.eval()
-    stride = pc.frame_stride
     spec = LabelSpec(horizon_s=pc.horizon_s, waypoints=pc.horizon)
-    labels = ClipLabels(store, clip_ids, spec, pc.frames, stride, trained_command(meta))
+    labels = ClipLabels(store, clip_ids, spec, pc.frames, pc.frame_stride, trained_command(meta))
     rows = {r["clip_id"]: r for r in store.catalog(columns=["clip_id", "n_frames", "fps"]).to_pylist()}
     decoder = ClipDecoder(store, rows, pc.image_size)
-    offsets = np.arange(-(pc.frames - 1) * stride, 1, stride)
+    offsets = history_offsets(pc.frames, pc.frame_stride)
     preds, ctrls, targets, ctargets, speeds, commands = [], [], [], [], [], []
     with torch.no_grad():
         for cid in labels.clip_ids:

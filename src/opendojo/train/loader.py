@@ -39,6 +39,13 @@ from opendojo.label.hindsight import LabelSpec, read_labels
 from opendojo.train.config import CommandSource
 
 
+def history_offsets(frames: int, stride: int) -> np.ndarray:
+    """Frame offsets of a sample's input, oldest first, relative to its frame (the last is 0):
+    `frames` frames `stride` apart. Training, open- and closed-loop evaluation, shadow mode
+    and embeddings all build the network's input from these."""
+    return np.arange(-(frames - 1) * stride, 1, stride)
+
+
 @dataclass(frozen=True)
 class LoaderConfig:
     batch_size: int = 32          # per rank
@@ -91,7 +98,7 @@ class ClipLabels:
             given = tab.column("given_command").fill_null(-1).to_numpy().astype(np.int64)
             cmd = np.where(given >= 0, given, cmd)
         self.per_clip: dict[str, dict[str, np.ndarray]] = {}
-        history = (frames - 1) * stride
+        history = -history_offsets(frames, stride)[0]
         for c in self.clip_ids:
             m = cid == c
             f = frame[m]
@@ -268,7 +275,7 @@ class TrainLoader:
 
     def _assemble(self, videos, info, pairs: np.ndarray) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        offsets = np.arange(-(cfg.frames - 1) * cfg.frame_stride, 1, cfg.frame_stride)
+        offsets = history_offsets(cfg.frames, cfg.frame_stride)
         frames = torch.from_numpy(np.stack([videos[k][f + offsets] for k, f in pairs]))
         pick = lambda key: np.stack([info[k][key][f] for k, f in pairs])  # noqa: E731
         return {
