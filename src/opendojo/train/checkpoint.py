@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from opendojo.atomic import atomic_path
 from opendojo.errors import CheckpointError
+from opendojo.train.model import PolicyConfig
 
 _STEP = re.compile(r"^step-(\d+)\.json$")
 
@@ -92,8 +93,6 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module,
     p = resolve(path)
     meta = read_meta(p)
     if expect_model is not None:
-        from opendojo.train.model import PolicyConfig
-
         # fields added since the checkpoint was written take the values they had then
         saved = PolicyConfig.from_dict(meta.get("model") or {}).to_dict()
         diff = sorted(k for k in set(expect_model) | set(saved) if expect_model.get(k) != saved.get(k))
