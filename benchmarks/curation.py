@@ -53,6 +53,8 @@ from _pool import log
 BUDGET = "1.5%"            # curated share of the pool's frames (the issue asks for 1-2%)
 TRAIN_STEPS = 1600         # every arm (DemoConfig.train_steps)
 SEED = 0                   # training seed, random-arm seed, selection seed
+COVERAGE = None            # None: SelectionConfig's default share of the budget for typical
+                           # driving (0 reproduces the selection before that step existed)
 TRAIN_THREADS = 1          # torch threads while training (as benchmarks/driving.py: 2 threads
                            # collapse beside another job on a 2-core machine)
 EPISODES_PER_ITEM = 3      # closed-loop episodes per scenario / rare event
@@ -67,7 +69,9 @@ SMOKE = {"pool_clips": _pool.SMOKE_POOL_CLIPS, "data_dir": _pool.SMOKE_DATA_DIR,
 def parse_args(argv=None) -> argparse.Namespace:
     ap = _pool.arg_parser(__doc__.split("\n")[0], steps_help="training steps of every arm")
     ap.add_argument("--budget", help="share of the pool's frames, e.g. 1.5%% or 0.015")
-    return _pool.parse_args(ap, argv, {"budget": BUDGET, "steps": TRAIN_STEPS,
+    ap.add_argument("--coverage", type=float,
+                    help="share of the budget for typical driving (SelectionConfig.coverage)")
+    return _pool.parse_args(ap, argv, {"budget": BUDGET, "coverage": COVERAGE, "steps": TRAIN_STEPS,
                                        "threads": TRAIN_THREADS, "seed": SEED,
                                        "episodes_per_item": EPISODES_PER_ITEM,
                                        "scenarios": SCENARIOS}, SMOKE)
@@ -107,8 +111,13 @@ def run(a) -> dict:
 
     t_all = time.perf_counter()
     budget = parse_budget(a.budget)
+    selection = SelectionConfig(budget=budget, seed=a.seed,
+                                **({} if a.coverage is None else {"coverage": a.coverage}))
+    a.coverage = selection.coverage
     root = Path(a.data_dir) / f"pool-{a.pool_clips}"
-    tag = f"b{budget * 100:g}pct-steps{a.steps}-seed{a.seed}"
+    # runs and dataset versions before the coverage step existed carry no "cov" in their tag
+    tag = f"b{budget * 100:g}pct-{'' if selection.coverage == 0 else f'cov{selection.coverage:g}-'}" \
+          f"steps{a.steps}-seed{a.seed}"
     stage = _pool.Stages()
     settings = {k: v for k, v in vars(a).items()}
     settings.update(budget_share=budget, clear_margin=CLEAR_MARGIN, image_size=_pool.IMAGE_SIZE,
@@ -125,7 +134,7 @@ def run(a) -> dict:
     clips: dict[str, list[str]] = {}
     with stage("select: curated, random, whole"):
         clips["curated"] = _pool.dataset_clips(store, names["curated"], lambda: curate(
-            store, names["curated"], SelectionConfig(budget=budget, seed=a.seed), holdout=0.0))
+            store, names["curated"], selection, holdout=0.0))
         target = sum(frames_of[c] for c in clips["curated"])
         clips["random"] = _pool.dataset_clips(store, names["random"], lambda: create_dataset(
             store, names["random"], clip_ids=random_like(frames_of, target, a.seed), holdout=0.0,
@@ -137,10 +146,13 @@ def run(a) -> dict:
             log(f"  {arm}: {len(clips[arm])} clips, {sum(frames_of[c] for c in clips[arm])} frames")
 
     runs = root / "curation" / tag
+    # the whole pool does not depend on the budget or the selection: one run per steps/seed
+    run_dirs = {arm: runs / arm for arm in ARMS}
+    run_dirs["whole"] = root / "curation" / f"whole-steps{a.steps}-seed{a.seed}"
     trained = {}
     for arm in ARMS:
         with stage(f"train {arm}"):
-            trained[arm] = _pool.train_run(store, names[arm], runs / arm, a.steps, seed=a.seed,
+            trained[arm] = _pool.train_run(store, names[arm], run_dirs[arm], a.steps, seed=a.seed,
                                             threads=a.threads or None)
 
     suite = _pool.drive_suite(stage, store, a, root,

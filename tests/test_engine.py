@@ -186,6 +186,37 @@ def test_selection_respects_budget_prefers_triggers_and_good_drivers_and_spreads
     assert big.stats["density"].startswith("kmeans")
 
 
+def test_coverage_spreads_over_the_kinds_of_driving_by_size_and_takes_good_drivers():
+    rng = np.random.default_rng(3)
+    sizes = [600, 300, 100]                                         # three kinds of driving
+    centres = rng.standard_normal((3, 32)) * 3
+    labels = np.repeat(np.arange(3), sizes)
+    n = len(labels)
+    x = (centres[labels] + 0.3 * rng.standard_normal((n, 32))).astype(np.float32)
+    frames = np.full(n, 100)
+    quality = rng.uniform(0.1, 0.9, n)
+    trig = [["hard_braking"] if i % 50 == 0 else [] for i in range(n)]
+    cands = Candidates([f"c{i}" for i in range(n)], frames, x, trig, None, quality)
+    cfg = SelectionConfig(budget=0.05, w_disagreement=0.0, coverage=1.0)
+    s = select(cands, cfg)
+    chosen = np.array([int(c[1:]) for c in s.clip_ids])
+    assert s.frames <= s.budget_frames and len(chosen) == 50
+    assert s.stats["coverage_clips"] == 50 and all(e.startswith("coverage") for e in s.explanations)
+    counts = np.bincount(labels[chosen], minlength=3)
+    assert abs(counts[0] - 30) <= 3 and abs(counts[1] - 15) <= 3 and counts[2] >= 3   # ~ 6:3:1
+    assert quality[chosen].min() >= np.median(quality)              # good drivers only
+    for k in range(3):                                               # the best of each kind
+        assert quality[chosen[labels[chosen] == k]].mean() > np.quantile(quality[labels == k], 0.8)
+    # half coverage: the rest goes by utility as before; 2% of the clips are triggered,
+    # and they are a fifth or more of the rest
+    half = select(cands, cfg.model_copy(update={"coverage": 0.5}))
+    rest = [e for e in half.explanations if not e.startswith("coverage")]
+    assert 20 <= half.stats["coverage_clips"] <= 25 and rest
+    assert sum("hard_braking" in e for e in rest) >= len(rest) / 5
+    none = select(cands, cfg.model_copy(update={"coverage": 0.0}))
+    assert none.stats["coverage_clips"] == 0
+
+
 def test_embed_and_similar_on_a_store(store):
     run_embed(store)
     assert run_embed(store).num_rows == 0                           # idempotent

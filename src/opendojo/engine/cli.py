@@ -136,15 +136,19 @@ def curate_cmd(store: str = StoreOpt,
                name: str = typer.Option(..., "--name", help="the dataset version to create"),
                filter: Optional[str] = typer.Option(None, "--filter", help="catalog SQL filter of candidates"),
                holdout: float = typer.Option(0.1, help="share of chosen clips held out"),
+               coverage: float = typer.Option(0.5, min=0.0, max=1.0,
+                                              help="share of the budget for typical driving by good "
+                                                   "drivers (0: all by triggers, disagreement, rarity)"),
                show: int = typer.Option(10, help="explanations to print")) -> None:
     """Choose the clips worth training on within a budget; make a dataset version of them."""
     from opendojo.engine.curate import curate, parse_budget
     from opendojo.engine.select import SelectionConfig
 
-    cfg = SelectionConfig(budget=parse_budget(budget))
+    cfg = SelectionConfig(budget=parse_budget(budget), coverage=coverage)
     sel = curate(_open(store), name, cfg, filter=filter, holdout=holdout)
     typer.echo(f"dataset {name}: {len(sel.clip_ids)} clips, {sel.frames} of {sel.total_frames} frames "
-               f"(budget {sel.budget_frames}); {sel.stats['near_duplicates']} near-duplicates dropped")
+               f"(budget {sel.budget_frames}); {sel.stats['coverage_clips']} for coverage; "
+               f"{sel.stats['near_duplicates']} near-duplicates dropped")
     for c, e in list(zip(sel.clip_ids, sel.explanations))[:show]:
         typer.echo(f"  {c}  {e}")
 

@@ -18,12 +18,22 @@ Embeddings are centred on the candidates' mean and re-normalised first (`centred
 Then:
 1. near-duplicates (cosine >= `duplicate_cosine` to a kept clip of higher utility) are
    dropped;
-2. the pool is the highest-utility clips holding `pool_factor` x the budget's frames;
-3. utility-weighted farthest-first (k-center greedy): repeatedly take the clip with the
-   largest utility x (distance to the nearest clip already taken), while it fits in the
-   budget. With more than `exact_pool` clips in the pool it takes `batch` clips per
-   distance update (each must also be that far from the others taken in the same round),
-   which keeps a million candidates within a minute.
+2. coverage (`coverage`, a share of the budget, default half): FAISS k-means cells over the
+   embeddings stand for the kinds of driving the fleet sent; the share is spread over the
+   cells in proportion to their size (D'Hondt: next is the cell with the most clips per
+   clip already taken from it), and from each cell it takes clips of drivers at least as
+   good as the candidates' median, best driver first, then the clip nearest the cell's
+   centre (the typical one). A budget spent only on what is rare teaches a network the
+   exceptions but not the driving around them: with all of a 1.5% budget on triggered
+   clips, the curated network drove no better than one trained on a random sample
+   (`benchmarks/curation.py`, docs/engine.md);
+3. the pool is the highest-utility clips holding `pool_factor` x the rest of the budget;
+4. utility-weighted farthest-first (k-center greedy) over the pool, starting from the
+   coverage picks: repeatedly take the clip with the largest utility x (distance to the
+   nearest clip already taken), while it fits in the budget. With more than `exact_pool`
+   clips in the pool it takes `batch` clips per distance update (each must also be that
+   far from the others taken in the same round), which keeps a million candidates within a
+   minute.
 
 The budget is a share of *frames*: the chosen clips hold at most floor(budget x frames).
 Every chosen clip carries a one-line explanation of why.
@@ -46,6 +56,9 @@ class SelectionConfig(StageConfig):
     w_disagreement: float = Field(1.0, ge=0)
     w_rarity: float = Field(1.0, ge=0)
     floor: float = Field(0.05, ge=0, description="utility of a clip with nothing special")
+    coverage: float = Field(0.5, ge=0, le=1,
+                            description="share of the budget for typical driving by good drivers, "
+                                        "spread over k-means cells of the embeddings")
     quality_power: float = Field(1.0, ge=0, description="0 ignores driver quality")
     knn: int = Field(10, ge=1, le=256, description="neighbours of the density estimate")
     duplicate_cosine: float = Field(0.98, gt=0, le=1.0)
@@ -174,9 +187,12 @@ def select(c: Candidates, cfg: SelectionConfig = SelectionConfig(),
     else:
         dup = np.zeros(n, bool)
     live = np.flatnonzero(~dup & (frames <= budget))
+    covered, cov_frames, cov_explain = _coverage(vec, q if c.quality is not None else None, frames,
+                                                 live, int(math.floor(cfg.coverage * budget)), cfg.seed)
+    live = live[~np.isin(live, covered)]
     order = live[np.argsort(-util[live], kind="stable")]
     cum = np.cumsum(frames[order])
-    pool = order[:int(np.searchsorted(cum, cfg.pool_factor * budget)) + 1]
+    pool = order[:int(np.searchsorted(cum, cfg.pool_factor * (budget - cov_frames))) + 1]
     if not exact and len(pool) > 1:
         # near-duplicates among the pool (approximate: FAISS IVF over the pool)
         pidx = ClipIndex(vec[pool], exact_limit=cfg.exact_limit, nprobe=cfg.nprobe, seed=cfg.seed)
@@ -187,13 +203,15 @@ def select(c: Candidates, cfg: SelectionConfig = SelectionConfig(),
 
     t_pool = time.perf_counter() - t0
     # -- utility-weighted farthest-first
-    picks, gaps = _farthest_first(vec[pool], util[pool], frames[pool], budget,
+    picks, gaps = _farthest_first(vec[pool], util[pool], frames[pool], budget - cov_frames,
                                   1 if len(pool) <= cfg.exact_pool else cfg.batch,
-                                  threads or 1)
-    chosen = pool[picks]
-    explain = [_explain(i, gap, c.triggers, dis, p_dis, rarity, p_rar, q, c.quality is not None)
-               for i, gap in zip(chosen, gaps)]
-    stats = {"candidates": n, "near_duplicates": int(dup.sum()), "pool": int(len(pool)),
+                                  threads or 1, taken=vec[covered])
+    chosen = np.concatenate([covered, pool[picks]]).astype(np.int64)
+    explain = cov_explain + \
+        [_explain(i, gap, c.triggers, dis, p_dis, rarity, p_rar, q, c.quality is not None)
+         for i, gap in zip(pool[picks], gaps)]
+    stats = {"candidates": n, "near_duplicates": int(dup.sum()), "coverage_clips": int(len(covered)),
+             "coverage_frames": int(cov_frames), "pool": int(len(pool)),
              "density": kind, "density_s": round(t_knn, 3), "utility_s": round(t_util, 3),
              "pool_s": round(t_pool, 3),
              "seconds": round(time.perf_counter() - t0, 3)}
@@ -202,8 +220,10 @@ def select(c: Candidates, cfg: SelectionConfig = SelectionConfig(),
 
 
 def _farthest_first(x: np.ndarray, u: np.ndarray, f: np.ndarray, budget: int,
-                    batch: int, threads: int = 1) -> tuple[list[int], list[float]]:
-    """Greedy: argmax u * d (d: distance to the nearest taken) while frames fit the budget.
+                    batch: int, threads: int = 1,
+                    taken: np.ndarray | None = None) -> tuple[list[int], list[float]]:
+    """Greedy: argmax u * d (d: distance to the nearest taken, `taken` included) while
+    frames fit the budget.
 
     Distances are updated with torch on `threads` threads (a busy machine makes BLAS
     threads spin: one thread is often faster for these thin products)."""
@@ -217,6 +237,9 @@ def _farthest_first(x: np.ndarray, u: np.ndarray, f: np.ndarray, budget: int,
         F = torch.from_numpy(np.asarray(f, np.int64))
         m = len(x)
         d = torch.full((m,), 2.0)            # the farthest two unit vectors can be
+        if taken is not None and len(taken) and m:
+            best = (X @ torch.from_numpy(np.ascontiguousarray(taken, np.float32)).T).max(1).values
+            torch.minimum(d, torch.sqrt(torch.clamp(2.0 - 2.0 * best, min=0.0)), out=d)
         alive = torch.ones(m, dtype=torch.bool)
         sq = (X * X).sum(1)
         used = 0
@@ -263,12 +286,60 @@ def _farthest_first(x: np.ndarray, u: np.ndarray, f: np.ndarray, budget: int,
         torch.set_num_threads(before)
 
 
-def coarse_cells(x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
-    """FAISS k-means cells of unit vectors: (cell per row, distance to its centre, cells)."""
+def _coverage(vec: np.ndarray, quality: np.ndarray | None, frames: np.ndarray, live: np.ndarray,
+              budget: int, seed: int) -> tuple[np.ndarray, int, list[str]]:
+    """Typical driving by good drivers (module docstring, step 2): the chosen candidates
+    (indices), their frames, and one explanation each."""
+    import heapq
+
+    if budget <= 0 or len(live) == 0:
+        return np.zeros(0, np.int64), 0, []
+    q = np.ones(len(vec)) if quality is None else quality
+    good = live[q[live] >= np.median(q[live])]
+    # FAISS asks for ~39 points per centroid; fewer cells than that on small pools
+    nlist = max(1, min(_auto_cells(len(good)), len(good) // 39))
+    cells, dist, nlist = coarse_cells(vec[good], seed, nlist=nlist)
+    members = [good[cells == j][np.lexsort((dist[cells == j], -q[good[cells == j]]))]
+               for j in range(nlist)]
+    sizes = np.bincount(cells, minlength=nlist)
+    heap = [(-float(sizes[j]), j) for j in range(nlist) if sizes[j]]
+    heapq.heapify(heap)
+    taken_from = np.zeros(nlist, np.int64)
+    nxt = np.zeros(nlist, np.int64)
+    chosen: list[int] = []
+    explain: list[str] = []
+    used = 0
+    while heap:
+        _, j = heapq.heappop(heap)
+        cand = members[j]
+        while nxt[j] < len(cand) and used + frames[cand[nxt[j]]] > budget:
+            nxt[j] += 1                                   # too long for what is left
+        if nxt[j] >= len(cand):
+            continue
+        i = int(cand[nxt[j]])
+        nxt[j] += 1
+        used += int(frames[i])
+        chosen.append(i)
+        taken_from[j] += 1
+        explain.append(f"coverage: typical of {int(sizes[j])} similar clips of good drivers "
+                       f"(cell {j + 1} of {nlist})" +
+                       (f"; driver quality {q[i]:.2f}" if quality is not None else ""))
+        heapq.heappush(heap, (-float(sizes[j]) / (taken_from[j] + 1), j))
+    return np.asarray(chosen, np.int64), used, explain
+
+
+def _auto_cells(n: int) -> int:
+    return int(min(1024, max(16, 2 ** round(np.log2(max(np.sqrt(n) / 4, 1))))))
+
+
+def coarse_cells(x: np.ndarray, seed: int = 0,
+                 nlist: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """FAISS k-means cells of unit vectors: (cell per row, distance to its centre, cells).
+    `nlist` cells (default: about sqrt(n) / 4, 16 to 1024)."""
     import faiss
 
     n, dim = x.shape
-    nlist = int(min(1024, max(16, 2 ** round(np.log2(np.sqrt(n) / 4)))))
+    nlist = min(int(nlist or _auto_cells(n)), n)
     rng = np.random.default_rng(seed)
     sample = x[rng.choice(n, size=min(n, 40 * nlist), replace=False)]
     km = faiss.Kmeans(dim, nlist, niter=10, seed=seed, spherical=True, verbose=False)
