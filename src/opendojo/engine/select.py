@@ -299,9 +299,10 @@ def _coverage(vec: np.ndarray, quality: np.ndarray | None, frames: np.ndarray, l
     # FAISS asks for ~39 points per centroid; fewer cells than that on small pools
     nlist = max(1, min(_auto_cells(len(good)), len(good) // 39))
     cells, dist, nlist = coarse_cells(vec[good], seed, nlist=nlist)
-    members = [good[cells == j][np.lexsort((dist[cells == j], -q[good[cells == j]]))]
-               for j in range(nlist)]
+    # one sort: by cell, then best driver first, then nearest the centre
+    order = np.lexsort((dist, -q[good], cells))
     sizes = np.bincount(cells, minlength=nlist)
+    members = np.split(good[order], np.cumsum(sizes)[:-1])
     heap = [(-float(sizes[j]), j) for j in range(nlist) if sizes[j]]
     heapq.heapify(heap)
     taken_from = np.zeros(nlist, np.int64)
