@@ -25,8 +25,8 @@ Then:
    good as the candidates' median, best driver first, then the clip nearest the cell's
    centre (the typical one). A budget spent only on what is rare teaches a network the
    exceptions but not the driving around them: with all of a 1.5% budget on triggered
-   clips, the curated network drove no better than one trained on a random sample
-   (`benchmarks/curation.py`, docs/engine.md);
+   clips, every curated clip was an exception (`benchmarks/curation.py`; what coverage
+   changed there, measured on two seeds, is in docs/engine.md);
 3. the pool is the highest-utility clips holding `pool_factor` x the rest of the budget;
 4. utility-weighted farthest-first (k-center greedy) over the pool, starting from the
    coverage picks: repeatedly take the clip with the largest utility x (distance to the
