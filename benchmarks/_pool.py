@@ -309,12 +309,10 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
                      lr=lr, seed=seed, checkpoint_every=max(100, steps // 8),
                      model=ModelSettings(image_size=image_size, width=width))
     if marker.exists():
-        from opendojo.train.checkpoint import read_meta, trained_command
-        from opendojo.train.model import PolicyConfig
+        from opendojo.train.checkpoint import model_config_diff, read_meta, trained_command
 
         meta = read_meta(run_dir)
-        cached, want = PolicyConfig.from_dict(meta["model"]), tc.policy_config()
-        diff = [k for k, v in want.to_dict().items() if cached.to_dict()[k] != v]
+        diff, _ = model_config_diff(meta, tc.policy_config().to_dict())
         if trained_command(meta) != tc.command:
             diff.append("command")
         if diff:

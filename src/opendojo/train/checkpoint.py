@@ -82,6 +82,13 @@ def trained_command(meta: dict) -> str:
     return (meta.get("train") or {}).get("command", "hindsight")
 
 
+def model_config_diff(meta: dict, expect_model: dict) -> tuple[list[str], dict]:
+    """The model-config fields where a checkpoint's JSON differs from `expect_model`, and the
+    checkpoint's config with fields added since it was written at the values they had then."""
+    saved = PolicyConfig.from_dict(meta.get("model") or {}).to_dict()
+    return sorted(k for k in set(expect_model) | set(saved) if expect_model.get(k) != saved.get(k)), saved
+
+
 def load_checkpoint(path: str | Path, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
                     expect_model: dict | None = None) -> dict:
@@ -93,9 +100,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module,
     p = resolve(path)
     meta = read_meta(p)
     if expect_model is not None:
-        # fields added since the checkpoint was written take the values they had then
-        saved = PolicyConfig.from_dict(meta.get("model") or {}).to_dict()
-        diff = sorted(k for k in set(expect_model) | set(saved) if expect_model.get(k) != saved.get(k))
+        diff, saved = model_config_diff(meta, expect_model)
         if diff:
             raise CheckpointError(
                 f"{p}: made for another model config ("
