@@ -9,8 +9,8 @@ from clipfactory import arc_telemetry, moving_frames
 from opendojo.clips.schema import ClipMeta
 from opendojo.clips.store import ClipStore
 from opendojo.engine import tables
-from opendojo.engine.quality import (QualityConfig, clip_features, gap_ahead, penalty,
-                                     read_driver_quality, run_quality)
+from opendojo.engine.quality import (QualityConfig, clip_features, driver_scores, gap_ahead,
+                                     penalty, quality_row, read_driver_quality, run_quality)
 from opendojo.engine.triggers import clip_triggers, run_triggers
 
 
@@ -76,6 +76,36 @@ def test_a_jerky_weaving_driver_scores_below_a_smooth_one():
     ps, pr = penalty(clip_features(smooth)), penalty(clip_features(rough))
     assert ps < 0.2 < pr
     assert pr > 5 * ps
+
+
+def test_a_driver_who_crawls_along_an_empty_road_scores_below_one_who_keeps_the_pace():
+    import pyarrow as pa
+
+    from opendojo.engine.quality import QUALITY_SCHEMA
+    from opendojo.fleet.camera import Camera
+
+    cfg, cam = QualityConfig(), Camera()
+    empty = np.full((60, cam.height, cam.width, 3), 100, np.uint8)       # grey road, lane empty
+    behind = empty.copy()                                                # a car 40 m ahead
+    ego_front = round(cam.ego_row * cam.height) - 4 - 2
+    gap_px, c = int(40 * cfg.px_per_m), cam.width // 2
+    behind[:, ego_front - gap_px - 7:ego_front - gap_px, c - 2:c + 2] = (100, 200, 255)
+    drives = {"keeps_pace": (25.0, empty), "also_keeps_pace": (25.0, empty), "a_bit_slower": (23.0, empty),
+              "crawls": (18.0, empty), "follows_a_slow_car": (18.0, behind)}
+    rows = [quality_row(f"{d}-{k}", d, straight(60, speed=v), frames, cfg, scenario="highway_sparse")
+            for d, (v, frames) in drives.items() for k in range(3)]
+    t = {r["driver_id"]: r for r in driver_scores(pa.Table.from_pylist(rows, schema=QUALITY_SCHEMA),
+                                                  cfg).to_pylist()}
+    ref = np.median([v for v, f in drives.values() if f is empty for _ in range(3)])
+    assert t["crawls"]["pace_deficit"] == pytest.approx(1 - 18.0 / ref, abs=1e-6)
+    assert t["keeps_pace"]["pace_deficit"] == 0.0
+    assert 0 < t["a_bit_slower"]["pace_deficit"] < t["crawls"]["pace_deficit"]
+    assert t["crawls"]["score"] < t["a_bit_slower"]["score"] < t["keeps_pace"]["score"]
+    # slow behind a car is not hesitancy: only frames with the lane ahead empty count
+    assert t["follows_a_slow_car"]["pace_deficit"] == 0.0
+    assert t["follows_a_slow_car"]["score"] == pytest.approx(t["keeps_pace"]["score"], rel=1e-6)
+    # a clip's own score has no fleet to compare with: the slow clip alone is not penalised
+    assert {r["score"] for r in rows if r["driver_id"] in ("crawls", "keeps_pace")} == {rows[0]["score"]}
 
 
 def _store(tmp_path, n=4):

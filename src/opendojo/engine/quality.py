@@ -15,6 +15,21 @@ Per clip, `clip_features` measures (all rates per minute of driving, units in th
 | short_headway_share | share of the time spent following a car (time headway under  |
 |                     | 3 s) at a headway under 1 s: tailgating when following       |
 
+Per driver one more, which needs the rest of the fleet (`driver_scores`):
+
+| pace_deficit        | how far under the fleet's pace the driver goes with the lane |
+|                     | ahead empty: per clip max(0, 1 - v_free / v_ref), v_free the |
+|                     | mean speed over frames with nothing in the lane strip in      |
+|                     | view, v_ref the median v_free of the fleet's clips of that   |
+|                     | scenario; averaged over the driver's free frames             |
+
+Hesitancy is bad driving too: a car that crawls along an empty road holds up the traffic
+behind it, and a network trained on it drives too slowly to finish its route. Before this
+feature the timid profile (75% of the desired speed, long gaps, gentle) scored best of all,
+because it never brakes hard, and the selection's best-driver-first coverage took mostly its
+clips (docs/engine.md). A single clip's own `score` leaves the feature out: it has no fleet
+to compare with.
+
 The headway comes from the video: in the ego-up camera (`opendojo.fleet.camera`; the car
 sits at `ego_row` of the height, facing up, `px_per_m` pixels per metre) the nearest
 coloured object pixel ahead in the ego's own lane strip gives the gap to the car in front;
@@ -47,6 +62,7 @@ from opendojo.fleet.camera import Camera
 
 FEATURES = ("harsh_brake_per_min", "harsh_accel_per_min", "jerk_rms", "steer_rate_rms",
             "lane_changes_per_min", "weaving_per_min", "collision", "short_headway_share")
+DRIVER_FEATURES = FEATURES + ("pace_deficit",)
 
 
 class QualityConfig(StageConfig):
@@ -55,11 +71,11 @@ class QualityConfig(StageConfig):
     scales: dict[str, float] = Field(default_factory=lambda: {
         "harsh_brake_per_min": 2.0, "harsh_accel_per_min": 2.0, "jerk_rms": 5.0,
         "steer_rate_rms": 0.5, "lane_changes_per_min": 6.0, "weaving_per_min": 2.0,
-        "collision": 1.0, "short_headway_share": 0.3})
+        "collision": 1.0, "short_headway_share": 0.3, "pace_deficit": 0.15})
     weights: dict[str, float] = Field(default_factory=lambda: {
         "harsh_brake_per_min": 1.0, "harsh_accel_per_min": 0.5, "jerk_rms": 1.0,
         "steer_rate_rms": 1.0, "lane_changes_per_min": 0.5, "weaving_per_min": 1.0,
-        "collision": 2.0, "short_headway_share": 1.5})
+        "collision": 2.0, "short_headway_share": 1.5, "pace_deficit": 1.5})
     temperature: float = Field(5.0, gt=0, description="score = exp(-penalty / temperature)")
     headway_s: float = Field(1.0, gt=0, description="time headway under which a frame counts as short")
     following_s: float = Field(3.0, gt=0, description="time headway under which the car is following")
@@ -67,6 +83,8 @@ class QualityConfig(StageConfig):
     ego_row: float = Field(Camera.ego_row, gt=0, lt=1, description="ego's row, fraction of the height")
     lane_half_width_m: float = Field(1.5, gt=0, description="half width of the strip ahead searched")
     min_speed: float = Field(3.0, ge=0, description="m/s: slower frames have no headway")
+    min_free_frames: int = Field(20, ge=1, description="frames with the lane ahead empty a clip "
+                                 "needs for its pace to count")
 
 
 # -- headway from video ------------------------------------------------------------------------
@@ -96,12 +114,11 @@ def gap_ahead(frames: np.ndarray, cfg: QualityConfig = QualityConfig()) -> np.nd
     return out
 
 
-def time_headway(frames: np.ndarray, speed: np.ndarray, cfg: QualityConfig = QualityConfig()) -> np.ndarray:
-    """Seconds to the object ahead at the current speed; NaN when slower than `min_speed`."""
-    gap = gap_ahead(frames, cfg)
+def time_headway(gap: np.ndarray, speed: np.ndarray, cfg: QualityConfig = QualityConfig()) -> np.ndarray:
+    """Seconds to the object ahead (`gap_ahead`'s metres) at the current speed; NaN when
+    slower than `min_speed`."""
     v = np.asarray(speed, np.float64)
-    th = np.where(v >= cfg.min_speed, gap / np.maximum(v, 1e-6), np.nan)
-    return th
+    return np.where(v >= cfg.min_speed, gap / np.maximum(v, 1e-6), np.nan)
 
 
 # -- per clip ------------------------------------------------------------------------------
@@ -125,8 +142,15 @@ def clip_features(tel: dict, frames: np.ndarray | None = None,
         "short_headway_share": 0.0,
     }
     f["following_frames"], f["short_frames"] = 0.0, 0.0
+    f["free_frames"], f["free_speed"] = 0.0, float("nan")
     if frames is not None and len(frames) == n:
-        th = time_headway(frames, tel["speed"], cfg)
+        gap = gap_ahead(frames, cfg)
+        v = np.asarray(tel["speed"], np.float64)
+        free = np.isinf(gap)                                     # the lane empty as far as seen
+        f["free_frames"] = float(free.sum())
+        if free.any():
+            f["free_speed"] = float(v[free].mean())
+        th = time_headway(gap, v, cfg)
         following = ~np.isnan(th) & (th < cfg.following_s)
         f["following_frames"] = float(following.sum())
         f["short_frames"] = float((th[following] < cfg.headway_s).sum())
@@ -135,19 +159,24 @@ def clip_features(tel: dict, frames: np.ndarray | None = None,
 
 
 def penalty(features: dict[str, float], cfg: QualityConfig = QualityConfig()) -> float:
-    """Weighted sum of the features over their reference scales (0 is flawless).
+    """Weighted sum of the features over their reference scales (0 is flawless); a clip's
+    features lack the driver-level `pace_deficit`, which then counts nothing.
 
     Steering and jerk are robust to a few glitches: each is capped at 3x its scale."""
-    return float(sum(cfg.weights[k] * min(features[k] / cfg.scales[k], 3.0) for k in FEATURES))
+    return float(sum(cfg.weights[k] * min(features[k] / cfg.scales[k], 3.0)
+                     for k in DRIVER_FEATURES if k in features))
 
 
 QUALITY_SCHEMA = pa.schema([
     ("clip_id", pa.string()),
     ("driver_id", pa.string()),
+    ("scenario", pa.string()),
     ("duration_s", pa.float32()),
     *[(k, pa.float32()) for k in FEATURES],
     ("following_frames", pa.float32()),
     ("short_frames", pa.float32()),
+    ("free_frames", pa.float32()),
+    ("free_speed", pa.float32()),
     ("penalty", pa.float32()),
     ("score", pa.float32()),
     ("code_version", pa.string()),
@@ -156,12 +185,13 @@ QUALITY_SCHEMA = pa.schema([
 
 
 def quality_row(clip_id: str, driver_id: str, tel: dict, frames: np.ndarray | None,
-                cfg: QualityConfig = QualityConfig()) -> dict:
+                cfg: QualityConfig = QualityConfig(), scenario: str = "") -> dict:
     """The `quality.lance` row of one clip (the per-clip map function)."""
     f = clip_features(tel, frames, cfg)
     p = penalty(f, cfg)
     n = len(tel["t"])
-    return {"clip_id": clip_id, "driver_id": driver_id, "duration_s": n * dt_of(tel), **f,
+    return {"clip_id": clip_id, "driver_id": driver_id, "scenario": scenario,
+            "duration_s": n * dt_of(tel), **f,
             "penalty": p, "score": float(np.exp(-p / cfg.temperature)), "code_version": code_version(),
             "computed_at": datetime.now(timezone.utc)}
 
@@ -171,7 +201,7 @@ def run_quality(store, clip_ids: Iterable[str] | None = None, cfg: QualityConfig
                 progress: Callable[[int, int], None] | None = None) -> pa.Table:
     """Score the store's clips (not yet scored by this code version, or all with `force`),
     upsert `quality.lance`, and refresh `driver_quality.lance`. Returns the clip rows written."""
-    cat = store.catalog(columns=["clip_id", "driver_id", "n_frames", "fps"]).to_pylist()
+    cat = store.catalog(columns=["clip_id", "driver_id", "scenario", "n_frames", "fps"]).to_pylist()
     meta = {r["clip_id"]: r for r in cat}
     ids = sorted(meta if clip_ids is None else clip_ids)
     if not force:
@@ -181,7 +211,8 @@ def run_quality(store, clip_ids: Iterable[str] | None = None, cfg: QualityConfig
     for k, cid in enumerate(ids, 1):
         tel = tables.telemetry_arrays(store.telemetry(cid))
         frames = store.read_frames(cid, row=None) if use_video else None
-        rows.append(quality_row(cid, meta[cid]["driver_id"], tel, frames, cfg))
+        rows.append(quality_row(cid, meta[cid]["driver_id"], tel, frames, cfg,
+                                scenario=meta[cid]["scenario"] or ""))
         if progress:
             progress(k, len(ids))
     table = pa.Table.from_pylist(rows, schema=QUALITY_SCHEMA)
@@ -197,31 +228,58 @@ DRIVER_SCHEMA = pa.schema([
     ("minutes", pa.float32()),
     ("penalty", pa.float32()),
     ("score", pa.float32()),
-    *[(k, pa.float32()) for k in FEATURES],
+    *[(k, pa.float32()) for k in DRIVER_FEATURES],
     ("code_version", pa.string()),
 ])
+
+
+def _pace_columns(d: dict, n: int) -> tuple[list, list, list]:
+    """(scenario, free_frames, free_speed) of clip rows; None where a row (or a table written
+    before the pace feature) lacks them."""
+    return tuple(d.get(k) or [None] * n for k in ("scenario", "free_frames", "free_speed"))
+
+
+def _free_speed_counts(nf, v, cfg: QualityConfig) -> bool:
+    return nf is not None and v is not None and nf >= cfg.min_free_frames and bool(np.isfinite(v))
+
+
+def pace_references(clip_rows: pa.Table, cfg: QualityConfig = QualityConfig()) -> dict[str, float]:
+    """{scenario: the median free-road speed of the fleet's clips of it} (m/s), over clips
+    with at least `min_free_frames` frames of an empty lane ahead."""
+    speeds: dict[str, list[float]] = {}
+    for scen, nf, v in zip(*_pace_columns(clip_rows.to_pydict(), clip_rows.num_rows)):
+        if _free_speed_counts(nf, v, cfg):
+            speeds.setdefault(scen or "", []).append(float(v))
+    return {s: float(np.median(v)) for s, v in speeds.items()}
 
 
 def driver_scores(clip_rows: pa.Table, cfg: QualityConfig = QualityConfig()) -> pa.Table:
     """Per driver: the penalty of their pooled driving (module docstring)."""
     d = clip_rows.to_pydict()
+    refs = pace_references(clip_rows, cfg)
+    scenario, free_frames, free_speed = _pace_columns(d, clip_rows.num_rows)
     out: dict[str, dict] = {}
     for i, drv in enumerate(d["driver_id"]):
         w = float(d["duration_s"][i])
         acc = out.setdefault(drv, {"clips": 0, "w": 0.0, "follow": 0.0, "short": 0.0,
-                                   **{k: 0.0 for k in FEATURES}})
+                                   "free": 0.0, "deficit": 0.0, **{k: 0.0 for k in FEATURES}})
         acc["clips"] += 1
         acc["w"] += w
         acc["follow"] += float(d["following_frames"][i])
         acc["short"] += float(d["short_frames"][i])
         for k in FEATURES:
             acc[k] += w * float(d[k][i])
+        ref = refs.get(scenario[i] or "")
+        if ref and _free_speed_counts(free_frames[i], free_speed[i], cfg):
+            acc["free"] += float(free_frames[i])
+            acc["deficit"] += float(free_frames[i]) * max(0.0, 1.0 - float(free_speed[i]) / ref)
     rows = []
     for drv in sorted(out):
         a = out[drv]
         w = max(a["w"], 1e-9)
         feats = {k: a[k] / w for k in FEATURES}           # rates over all their minutes
         feats["short_headway_share"] = a["short"] / a["follow"] if a["follow"] else 0.0
+        feats["pace_deficit"] = a["deficit"] / a["free"] if a["free"] else 0.0
         p = penalty(feats, cfg)
         rows.append({"driver_id": drv, "clips": a["clips"], "minutes": a["w"] / 60.0,
                      "penalty": p, "score": float(np.exp(-p / cfg.temperature)),
