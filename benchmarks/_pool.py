@@ -208,11 +208,9 @@ def ensure_pool(root: Path, clips: int, seed: int, workers: int = WORKERS,
 def ensure_engine(store, root: Path) -> dict:
     """Labels, triggers, driver quality and fallback embeddings of every pool clip."""
     from opendojo.engine.embeddings import run_embed
-    from opendojo.engine.quality import run_quality, write_driver_quality
+    from opendojo.engine.quality import DRIVER_FEATURES, run_quality, write_driver_quality
     from opendojo.engine.triggers import run_triggers
     from opendojo.label.hindsight import label_store
-
-    from opendojo.engine.quality import DRIVER_FEATURES
 
     marker = Path(root) / "engine.json"
     if marker.exists():
