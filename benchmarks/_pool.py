@@ -213,34 +213,27 @@ def ensure_engine(store, root: Path) -> dict:
     from opendojo.label.hindsight import label_store
 
     marker = Path(root) / "engine.json"
+    stages = {"label": lambda: label_store(store),
+              "triggers": lambda: run_triggers(store).num_rows,
+              "quality": lambda: run_quality(store).num_rows,
+              "driver_quality": lambda: write_driver_quality(store).num_rows,
+              "embed_fallback": lambda: run_embed(store, None).num_rows}
+    info = {"rows": {}, "seconds": {}, "embedder": "fallback:thumbnail-v1 (no network)",
+            "shadow": "not run (no network exists before the first training)"}
     if marker.exists():
         info = read_json(marker)
         if info.get("quality_features") == list(DRIVER_FEATURES):
             return {**info, "cached": True}
         # driver quality gained a feature since these tables were written: rescore it alone
         # (labels, triggers and embeddings do not depend on it)
-        for name, fn in (("quality", lambda: run_quality(store, force=True).num_rows),
-                         ("driver_quality", lambda: write_driver_quality(store).num_rows)):
-            t0 = time.perf_counter()
-            info["rows"][name] = fn()
-            info["seconds"][name] = round(time.perf_counter() - t0, 1)
-            log(f"  engine {name} (rescored for {DRIVER_FEATURES[-1]}): {info['seconds'][name]:.0f} s")
-        info["quality_features"] = list(DRIVER_FEATURES)
-        write_json(marker, info)
-        return {**info, "cached": False}
-    out, secs = {}, {}
-    for name, fn in (("label", lambda: label_store(store)),
-                     ("triggers", lambda: run_triggers(store).num_rows),
-                     ("quality", lambda: run_quality(store).num_rows),
-                     ("driver_quality", lambda: write_driver_quality(store).num_rows),
-                     ("embed_fallback", lambda: run_embed(store, None).num_rows)):
+        stages = {"quality": lambda: run_quality(store, force=True).num_rows,
+                  "driver_quality": stages["driver_quality"]}
+    for name, fn in stages.items():
         t0 = time.perf_counter()
-        out[name] = fn()
-        secs[name] = round(time.perf_counter() - t0, 1)
-        log(f"  engine {name}: {secs[name]:.0f} s")
-    info = {"rows": out, "seconds": secs, "embedder": "fallback:thumbnail-v1 (no network)",
-            "shadow": "not run (no network exists before the first training)",
-            "quality_features": list(DRIVER_FEATURES)}
+        info["rows"][name] = fn()
+        info["seconds"][name] = round(time.perf_counter() - t0, 1)
+        log(f"  engine {name}: {info['seconds'][name]:.0f} s")
+    info["quality_features"] = list(DRIVER_FEATURES)
     write_json(marker, info)
     return {**info, "cached": False}
 

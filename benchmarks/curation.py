@@ -105,7 +105,6 @@ def main(argv=None) -> None:
 def run(a) -> dict:
     from opendojo import code_version
     from opendojo.engine.curate import curate, parse_budget, read_selection
-    from opendojo.engine.quality import DRIVER_FEATURES
     from opendojo.engine.select import SelectionConfig
     from opendojo.fleet.drivers import HUMAN_PROFILES
     from opendojo.train.dataset import create_dataset
@@ -117,10 +116,9 @@ def run(a) -> dict:
     a.coverage = selection.coverage
     root = Path(a.data_dir) / f"pool-{a.pool_clips}"
     # runs and dataset versions before the coverage step existed carry no "cov" in their tag,
-    # and those before driver quality measured pace no "pace"
-    pace = "pace-" if "pace_deficit" in DRIVER_FEATURES else ""
+    # and those before driver quality measured the pace deficit (b9e8364) no "pace"
     tag = f"b{budget * 100:g}pct-{'' if selection.coverage == 0 else f'cov{selection.coverage:g}-'}" \
-          f"{pace}steps{a.steps}-seed{a.seed}"
+          f"pace-steps{a.steps}-seed{a.seed}"
     stage = _pool.Stages()
     settings = {k: v for k, v in vars(a).items()}
     settings.update(budget_share=budget, clear_margin=CLEAR_MARGIN, image_size=_pool.IMAGE_SIZE,
