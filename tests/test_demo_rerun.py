@@ -1,0 +1,23 @@
+"""`make demo` a second time on a finished run goes on with its network instead of failing."""
+
+import pytest
+
+from clipfactory import labelled_synthetic_store
+from opendojo.demo import DemoConfig, _train
+from opendojo.errors import ConfigError
+from opendojo.train.dataset import create_dataset
+
+
+def test_a_finished_demo_run_is_reused_and_a_different_dataset_is_refused(tmp_path):
+    store = labelled_synthetic_store(tmp_path / "store", clips=3, frames=50, size=16, seed=5)
+    create_dataset(store, "a", holdout=0.0, seed=0)
+    create_dataset(store, "b", holdout=0.0, seed=1)
+    cfg = DemoConfig(run_dir=str(tmp_path / "run"), train_steps=3, batch_size=4, image_size=16, width=4)
+    train_dir = tmp_path / "run" / "train"
+    first = _train(cfg, store, "a", train_dir)
+    lines = (train_dir / "metrics.jsonl").read_text().splitlines()
+    again = _train(cfg, store, "a", train_dir)
+    assert again["checkpoint"] == first["checkpoint"] and again["step"] == first["step"] == 3
+    assert (train_dir / "metrics.jsonl").read_text().splitlines() == lines     # nothing retrained
+    with pytest.raises(ConfigError, match="dataset 'a'"):
+        _train(cfg, store, "b", train_dir)
