@@ -158,19 +158,18 @@ def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
                      batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                      checkpoint_every=max(100, cfg.train_steps // 4),
                      model=ModelSettings(image_size=cfg.image_size, width=cfg.width))
-    finished = train_dir / "checkpoints" / f"step-{cfg.train_steps}.safetensors"
-    if finished.exists():
-        return _finished_run(tc, train_dir, finished)
+    if (train_dir / "checkpoints" / f"step-{cfg.train_steps}.safetensors").exists():
+        return _finished_run(tc, train_dir)
     resume = (train_dir / "checkpoints").is_dir()
     return train(tc, train_dir, resume=resume, progress=True)
 
 
-def _finished_run(tc, train_dir: Path, checkpoint: Path) -> dict:
+def _finished_run(tc, train_dir: Path) -> dict:
     """`dojo demo` again on a finished run: go on with its network, after checking that it
     was trained on this dataset and model config (as a resume checks); the same summary as
     `train` returns."""
     from opendojo.errors import ConfigError
-    from opendojo.train.trainer import prepare_run_dir
+    from opendojo.train.trainer import prepare_run_dir, run_summary
 
     saved = prepare_run_dir(tc, train_dir, resume=True)
     if saved.dataset != tc.dataset:
@@ -178,7 +177,7 @@ def _finished_run(tc, train_dir: Path, checkpoint: Path) -> dict:
                           "(use another --run-dir)")
     last = json.loads((train_dir / "metrics.jsonl").read_text().splitlines()[-1])
     console.print(f"{train_dir} is already trained for {tc.steps} steps: using its network")
-    return {**last, "run_dir": str(train_dir), "checkpoint": str(checkpoint)}
+    return run_summary(last, train_dir, tc.steps)
 
 
 def _open_loop(store, dataset: str, train_dir: Path) -> dict:

@@ -243,11 +243,12 @@ def _free_speed_counts(nf, v, cfg: QualityConfig) -> bool:
     return nf is not None and v is not None and nf >= cfg.min_free_frames and bool(np.isfinite(v))
 
 
-def pace_references(clip_rows: pa.Table, cfg: QualityConfig = QualityConfig()) -> dict[str, float]:
+def _pace_references(scenario: list, free_frames: list, free_speed: list,
+                     cfg: QualityConfig) -> dict[str, float]:
     """{scenario: the median free-road speed of the fleet's clips of it} (m/s), over clips
     with at least `min_free_frames` frames of an empty lane ahead."""
     speeds: dict[str, list[float]] = {}
-    for scen, nf, v in zip(*_pace_columns(clip_rows.to_pydict(), clip_rows.num_rows)):
+    for scen, nf, v in zip(scenario, free_frames, free_speed):
         if _free_speed_counts(nf, v, cfg):
             speeds.setdefault(scen or "", []).append(float(v))
     return {s: float(np.median(v)) for s, v in speeds.items()}
@@ -256,8 +257,8 @@ def pace_references(clip_rows: pa.Table, cfg: QualityConfig = QualityConfig()) -
 def driver_scores(clip_rows: pa.Table, cfg: QualityConfig = QualityConfig()) -> pa.Table:
     """Per driver: the penalty of their pooled driving (module docstring)."""
     d = clip_rows.to_pydict()
-    refs = pace_references(clip_rows, cfg)
     scenario, free_frames, free_speed = _pace_columns(d, clip_rows.num_rows)
+    refs = _pace_references(scenario, free_frames, free_speed, cfg)
     out: dict[str, dict] = {}
     for i, drv in enumerate(d["driver_id"]):
         w = float(d["duration_s"][i])

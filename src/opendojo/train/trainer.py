@@ -268,7 +268,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     if world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return {**last, "run_dir": str(run_dir), "checkpoint": str(ckpt_dir / f"step-{step}.safetensors")}
+    return run_summary(last, run_dir, step)
+
+
+def run_summary(last: dict, run_dir: Path, step: int) -> dict:
+    """What `train` returns: the last metrics line, the run directory and the checkpoint."""
+    return {**last, "run_dir": str(run_dir),
+            "checkpoint": str(Path(run_dir) / "checkpoints" / f"step-{step}.safetensors")}
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
