@@ -32,3 +32,17 @@ def test_loop_run_json_names_the_code_of_every_round():
     meta = run_meta("loop", LoopConfig(), rounds)
     assert meta["code_version"] == "0.1.0+aaa, 0.1.0+bbb, unknown"
     assert meta["stages"] == {"round 1": 3.0, "round 2": 4.0, "round 3": 5.0, "round 4": 6.0}
+
+
+def test_a_fresh_flywheel_round_trains_as_long_as_the_warm_started_chain_up_to_it():
+    from opendojo.loop import LoopConfig, round_training
+
+    fresh, warm = LoopConfig(steps_first=300, steps_per_round=70), \
+        LoopConfig(steps_first=300, steps_per_round=70, warm_start=True)
+    chain = 0
+    for k in range(1, 5):
+        prev = None if k == 1 else f"round-{k - 1}.safetensors"
+        w_steps, w_init = round_training(warm, k, prev)
+        chain += w_steps
+        assert w_init == prev                    # warm: goes on from the last round's weights
+        assert round_training(fresh, k, prev) == (chain, None)

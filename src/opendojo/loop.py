@@ -10,7 +10,10 @@ Round 1 trains on a budgeted selection of the first fleet's clips. Each later ro
 3. engine: triggers, driver quality, embeddings (the current network's encoder), and
    offline shadow disagreement over the new clips.
 4. select: a budgeted curation over everything in the store -> a new dataset version.
-5. label and retrain, starting from the previous round's weights.
+5. label and retrain. By default each round trains a fresh network for the steps the
+   chain of rounds so far adds up to (`steps_first + (k - 1) * steps_per_round`); with
+   `warm_start` it goes on from the previous round's weights for `steps_per_round`
+   steps instead (cheaper, but measured worse: docs/engine.md, the flywheel).
 6. evaluate closed loop on the same held-out suite every round.
 
 Everything goes through the store and the run directory (`RUN_DIR/round-K/...`,
@@ -46,8 +49,11 @@ class LoopConfig(StageConfig):
     deploy_rare_event_rate: float = Field(RARE_EVENT_RATE, ge=0.0, le=1.0,
                                           description="share of deployed episodes with a rare event")
     budget: str = Field("40%", description="share of the pool's frames each round trains on")
-    steps_first: int = Field(800, ge=1)
-    steps_per_round: int = Field(400, ge=1)
+    steps_first: int = Field(800, ge=1, description="training steps of round 1")
+    steps_per_round: int = Field(400, ge=1, description="steps each later round adds")
+    warm_start: bool = Field(False, description="later rounds go on from the previous round's "
+                                                "weights for steps_per_round steps, instead of "
+                                                "training afresh")
     image_size: int = 64
     width: int = 16
     episodes_per_item: int = Field(2, ge=1)
@@ -88,8 +94,8 @@ def run_loop(cfg: LoopConfig) -> dict:
                                                 seed=cfg.seed, batch=k - 1), progress=True)
         info.update(_engine(store, previous))
         info["dataset"], info["selection"] = _select(cfg, store, k)
-        info["train"] = _train(cfg, store, info["dataset"], rdir / "train", previous,
-                               cfg.steps_first if previous is None else cfg.steps_per_round)
+        steps, init_from = round_training(cfg, k, previous)
+        info["train"] = _train(cfg, store, info["dataset"], rdir / "train", init_from, steps)
         previous = info["checkpoint"] = info["train"]["checkpoint"]
         closed = _evaluate(cfg, store, previous, with_baselines=baselines is None)
         if baselines is None:
@@ -117,6 +123,15 @@ def run_meta(name: str, cfg: LoopConfig, rounds: list[dict]) -> dict:
     versions = list(dict.fromkeys(r.get("code_version", "unknown") for r in rounds))
     return {"name": name, "config": cfg.model_dump(), "code_version": ", ".join(versions),
             "stages": {f"round {r['round']}": r["seconds"] for r in rounds}}
+
+
+def round_training(cfg: LoopConfig, k: int, previous: str | None) -> tuple[int, str | None]:
+    """Round k's training: (steps, checkpoint to start from or None for a fresh network)."""
+    if k == 1 or previous is None:
+        return cfg.steps_first, None
+    if cfg.warm_start:
+        return cfg.steps_per_round, previous
+    return cfg.steps_first + (k - 1) * cfg.steps_per_round, None
 
 
 def _deploy(cfg: LoopConfig, store, checkpoint: str, k: int) -> dict:
