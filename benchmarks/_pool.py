@@ -517,12 +517,8 @@ def _short(s: dict) -> dict:
 
 
 def paired(episodes: list[dict], a: str, b: str) -> dict:
-    """Driving score of a minus b on the same suite items (paired by seed): mean and a 95%
-    bootstrap CI of the mean difference."""
-    from opendojo.evaluate.scoring import mean_ci
+    """Driving score of driver a minus driver b on the same suite items (paired by seed)."""
+    from opendojo.evaluate.scoring import paired_difference
 
-    sa = {e["seed"]: e["score"] for e in episodes if e["driver"] == a}
-    sb = {e["seed"]: e["score"] for e in episodes if e["driver"] == b}
-    seeds = sorted(set(sa) & set(sb))
-    m, lo, hi = mean_ci([sa[s] - sb[s] for s in seeds])
-    return {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "pairs": len(seeds)}
+    return paired_difference([e for e in episodes if e["driver"] == a],
+                             [e for e in episodes if e["driver"] == b])

@@ -115,3 +115,30 @@ def test_loop_report_plots_every_rounds_training(tmp_path):
     (run / "round-2" / "train" / "metrics.jsonl").write_text("")     # a round without metrics
     assert list(_training_runs(run)) == ["round 1", "round 2", "round 10"]
     assert (run / build_report(run).name).exists()
+
+
+def test_each_flywheel_round_is_compared_with_round_one_on_the_same_episodes(tmp_path):
+    from opendojo.loop import vs_round_1
+
+    run = _make_run(tmp_path)
+    first = json.loads((run / "closed_loop.json").read_text())
+    (run / "round-1").mkdir()
+    (run / "round-1" / "closed_loop.json").write_text(json.dumps(first))
+    rng = np.random.default_rng(3)
+    gain = rng.uniform(0.05, 0.2)
+    later = []
+    for e in first["episodes"]:
+        if e["driver"] == "network":           # round 3's network: better by `gain` on every seed
+            later.append(dict(e, score=e["score"] + gain))
+    later.append(dict(later[0], seed=9_999_999, score=0.0))       # a seed round 1 never drove
+    d = vs_round_1(run, {"episodes": later + [e for e in first["episodes"] if e["driver"] != "network"]})
+    n_first = sum(e["driver"] == "network" for e in first["episodes"])
+    assert d["pairs"] == n_first
+    assert abs(d["mean"] - gain) < 1e-3 and d["ci"][0] <= d["mean"] <= d["ci"][1]
+
+    s = first["summary"]["network"]
+    rows = [{"round": k, "closed_loop": s, "selection": {"clips": 10 * k}, "dataset": f"d{k}",
+             "seconds": 1.0, **({"vs_round_1": d} if k > 1 else {})} for k in (1, 2)]
+    (run / "loop.json").write_text(json.dumps({"rounds": rows, "baselines": {}}))
+    html = build_report(run).read_text()
+    assert "vs round 1, paired" in html and f"{d['mean']:+.3f}" in html

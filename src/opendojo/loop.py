@@ -14,7 +14,8 @@ Round 1 trains on a budgeted selection of the first fleet's clips. Each later ro
    chain of rounds so far adds up to (`steps_first + (k - 1) * steps_per_round`); with
    `warm_start` it goes on from the previous round's weights for `steps_per_round`
    steps instead (cheaper, but measured worse: docs/engine.md, the flywheel).
-6. evaluate closed loop on the same held-out suite every round.
+6. evaluate closed loop on the same held-out suite every round, and against round 1's
+   network on the same episodes (`vs_round_1`: the paired difference and its 95% CI).
 
 Everything goes through the store and the run directory (`RUN_DIR/round-K/...`,
 `RUN_DIR/loop.json`), so a stopped loop resumes at the first unfinished round.
@@ -102,6 +103,8 @@ def run_loop(cfg: LoopConfig) -> dict:
             baselines = state["baselines"] = {d: s for d, s in closed["summary"].items() if d != "network"}
         info["closed_loop"] = closed["summary"]["network"]
         _write_json(rdir / "closed_loop.json", closed)
+        if k > 1:
+            info["vs_round_1"] = vs_round_1(run, closed)
         info["seconds"] = round(time.perf_counter() - t0, 1)
         state["rounds"].append(info)
         _write_json(state_path, state)
@@ -110,6 +113,10 @@ def run_loop(cfg: LoopConfig) -> dict:
                       f"({s['score_ci'][0]:.3f}-{s['score_ci'][1]:.3f}), "
                       f"{s['collisions_per_km']:.2f} collisions/km, trained on "
                       f"{info['selection']['clips']} clips, in {info['seconds']:.0f} s")
+        if "vs_round_1" in info:
+            d = info["vs_round_1"]
+            console.print(f"round {k} - round 1 on the same {d['pairs']} episodes: {d['mean']:+.3f} "
+                          f"(95% CI {d['ci'][0]:+.3f} to {d['ci'][1]:+.3f})")
     from opendojo.report.build import build_report
 
     _write_json(run / "run.json", run_meta(run.name, cfg, state["rounds"]))
@@ -123,6 +130,15 @@ def run_meta(name: str, cfg: LoopConfig, rounds: list[dict]) -> dict:
     versions = list(dict.fromkeys(r.get("code_version", "unknown") for r in rounds))
     return {"name": name, "config": cfg.model_dump(), "code_version": ", ".join(versions),
             "stages": {f"round {r['round']}": r["seconds"] for r in rounds}}
+
+
+def vs_round_1(run: Path, closed: dict) -> dict:
+    """This round's network minus round 1's, paired on the suite's seeds."""
+    from opendojo.evaluate.scoring import paired_difference
+
+    first = json.loads((run / "round-1" / "closed_loop.json").read_text())
+    net = [e for e in closed["episodes"] if e["driver"] == "network"]
+    return paired_difference(net, [e for e in first["episodes"] if e["driver"] == "network"])
 
 
 def round_training(cfg: LoopConfig, k: int, previous: str | None) -> tuple[int, str | None]:

@@ -101,6 +101,16 @@ def mean_ci(values, confidence: float = 0.95, seed: int = 0) -> tuple[float, flo
     return float(v.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def paired_difference(a: list[dict], b: list[dict]) -> dict:
+    """Driving score of episodes `a` minus `b` on the same suite items (episode dicts paired
+    by seed): mean, a 95% bootstrap CI of the mean difference, and the number of pairs."""
+    sa = {e["seed"]: e["score"] for e in a}
+    sb = {e["seed"]: e["score"] for e in b}
+    seeds = sorted(set(sa) & set(sb))
+    m, lo, hi = mean_ci([sa[s] - sb[s] for s in seeds])
+    return {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "pairs": len(seeds)}
+
+
 def poisson_ci(k: int, km: float, conf: float = 0.95) -> list[float]:
     """Exact (Garwood) confidence interval of a collision rate: k collisions in km."""
     from scipy.stats import chi2

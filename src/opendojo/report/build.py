@@ -104,6 +104,7 @@ def build_report(run_dir: str | Path) -> Path:
                             "dataset": r["dataset"],
                             "takeovers": ((r.get("deploy") or {}).get("safety") or {}).get("takeovers", "–"),
                             "uploaded": sum(v.get("uploaded", 0) for v in (r.get("deploy") or {}).values()),
+                            "vs_round_1": r.get("vs_round_1"),
                             "seconds": r["seconds"]} for r in loop["rounds"]],
                   "baselines": loop.get("baselines") or {}}
         if not closed and rounds["baselines"]:
