@@ -247,6 +247,24 @@ def test_coverage_spreads_over_the_kinds_of_driving_by_size_and_takes_good_drive
     assert none.stats["coverage_clips"] == 0
 
 
+def test_drop_worst_keeps_the_worst_drivers_clips_out_even_when_they_are_the_rare_ones():
+    rng = np.random.default_rng(5)
+    n = 400
+    x = rng.standard_normal((n, 16)).astype(np.float32)
+    frames = rng.integers(50, 150, n)
+    quality = rng.uniform(0.05, 0.9, n)
+    trig = [["hard_braking"] if q < 0.3 else [] for q in quality]     # bad drivers brake hard
+    cands = Candidates([f"c{i}" for i in range(n)], frames, x, trig, None, quality)
+    cfg = SelectionConfig(budget=0.3, w_disagreement=0.0)
+    plain = select(cands, cfg)
+    worst = quality < np.quantile(quality, 0.4)
+    assert sum(worst[int(c[1:])] for c in plain.clip_ids) > 0           # taken without the rule
+    gated = select(cands, cfg.model_copy(update={"drop_worst": 0.4}))
+    assert gated.stats["below_quality"] == int(worst.sum())
+    assert not any(worst[int(c[1:])] for c in gated.clip_ids)
+    assert 0.8 * gated.budget_frames < gated.frames <= gated.budget_frames   # still fills the budget
+
+
 def test_embed_and_similar_on_a_store(store):
     run_embed(store)
     assert run_embed(store).num_rows == 0                           # idempotent

@@ -50,6 +50,8 @@ class LoopConfig(StageConfig):
     deploy_rare_event_rate: float = Field(RARE_EVENT_RATE, ge=0.0, le=1.0,
                                           description="share of deployed episodes with a rare event")
     budget: str = Field("40%", description="share of the pool's frames each round trains on")
+    drop_worst: float = Field(0.0, ge=0, lt=1, description="share of the pool, its worst drivers' "
+                                                          "clips, no round trains on")
     steps_first: int = Field(800, ge=1, description="training steps of round 1")
     steps_per_round: int = Field(400, ge=1, description="steps each later round adds")
     warm_start: bool = Field(False, description="later rounds go on from the previous round's "
@@ -190,7 +192,8 @@ def _select(cfg: LoopConfig, store, k: int) -> tuple[str, dict]:
 
     name = f"loop-s{cfg.seed}-r{k}"
     if name not in list_datasets(store):
-        sel = curate(store, name, SelectionConfig(budget=parse_budget(cfg.budget), seed=cfg.seed + k))
+        sel = curate(store, name, SelectionConfig(budget=parse_budget(cfg.budget), seed=cfg.seed + k,
+                                                  drop_worst=cfg.drop_worst))
         stats = {"clips": len(sel.clip_ids), "frames": sel.frames, "pool_frames": sel.total_frames}
     else:
         ds = load_dataset(store, name)

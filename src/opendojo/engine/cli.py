@@ -139,16 +139,20 @@ def curate_cmd(store: str = StoreOpt,
                coverage: float = typer.Option(0.5, min=0.0, max=1.0,
                                               help="share of the budget for typical driving by good "
                                                    "drivers (0: all by triggers, disagreement, rarity)"),
+               drop_worst: float = typer.Option(0.0, "--drop-worst", min=0.0, max=0.99,
+                                                help="share of the clips, the lowest driver quality, "
+                                                     "never taken (0: none)"),
                show: int = typer.Option(10, help="explanations to print")) -> None:
     """Choose the clips worth training on within a budget; make a dataset version of them."""
     from opendojo.engine.curate import curate, parse_budget
     from opendojo.engine.select import SelectionConfig
 
-    cfg = SelectionConfig(budget=parse_budget(budget), coverage=coverage)
+    cfg = SelectionConfig(budget=parse_budget(budget), coverage=coverage, drop_worst=drop_worst)
     sel = curate(_open(store), name, cfg, filter=filter, holdout=holdout)
     typer.echo(f"dataset {name}: {len(sel.clip_ids)} clips, {sel.frames} of {sel.total_frames} frames "
                f"(budget {sel.budget_frames}); {sel.stats['coverage_clips']} for coverage; "
-               f"{sel.stats['near_duplicates']} near-duplicates dropped")
+               f"{sel.stats['near_duplicates']} near-duplicates dropped"
+               + (f"; {sel.stats['below_quality']} clips of the worst drivers left out" if drop_worst else ""))
     for c, e in list(zip(sel.clip_ids, sel.explanations))[:show]:
         typer.echo(f"  {c}  {e}")
 

@@ -35,6 +35,10 @@ Then:
    far from the others taken in the same round), which keeps a million candidates within a
    minute.
 
+With `drop_worst` set, the clips of the lowest driver quality (that share of the candidates)
+are not taken at all: their rare moments still shape the percentiles, but what a network
+learns from a clip is how its driver drove.
+
 The budget is a share of *frames*: the chosen clips hold at most floor(budget x frames).
 Every chosen clip carries a one-line explanation of why.
 """
@@ -60,6 +64,9 @@ class SelectionConfig(StageConfig):
                             description="share of the budget for typical driving by good drivers, "
                                         "spread over k-means cells of the embeddings")
     quality_power: float = Field(1.0, ge=0, description="0 ignores driver quality")
+    drop_worst: float = Field(0.0, ge=0, lt=1,
+                              description="share of the candidates, those of the lowest driver "
+                                          "quality, that no pick may take (0: none)")
     knn: int = Field(10, ge=1, le=256, description="neighbours of the density estimate")
     duplicate_cosine: float = Field(0.98, gt=0, le=1.0)
     pool_factor: float = Field(4.0, ge=1.0)
@@ -186,7 +193,10 @@ def select(c: Candidates, cfg: SelectionConfig = SelectionConfig(),
         dup = near_duplicates(sims, nbr, util, cfg.duplicate_cosine)
     else:
         dup = np.zeros(n, bool)
-    live = np.flatnonzero(~dup & (frames <= budget))
+    eligible = np.ones(n, bool)
+    if c.quality is not None and cfg.drop_worst > 0:
+        eligible = q >= np.quantile(q, cfg.drop_worst)
+    live = np.flatnonzero(~dup & (frames <= budget) & eligible)
     covered, cov_frames, cov_explain = _coverage(vec, q if c.quality is not None else None, frames,
                                                  live, int(math.floor(cfg.coverage * budget)), cfg.seed)
     live = live[~np.isin(live, covered)]
@@ -210,7 +220,7 @@ def select(c: Candidates, cfg: SelectionConfig = SelectionConfig(),
     explain = cov_explain + \
         [_explain(i, gap, c.triggers, dis, p_dis, rarity, p_rar, q, c.quality is not None)
          for i, gap in zip(pool[picks], gaps)]
-    stats = {"candidates": n, "near_duplicates": int(dup.sum()), "coverage_clips": int(len(covered)),
+    stats = {"candidates": n, "near_duplicates": int(dup.sum()), "below_quality": int((~eligible).sum()), "coverage_clips": int(len(covered)),
              "coverage_frames": int(cov_frames), "pool": int(len(pool)),
              "density": kind, "density_s": round(t_knn, 3), "utility_s": round(t_util, 3),
              "pool_s": round(t_pool, 3),
