@@ -145,7 +145,7 @@ def vs_round_1(run: Path, closed: dict) -> dict:
 
 def round_training(cfg: LoopConfig, k: int, previous: str | None) -> tuple[int, str | None]:
     """Round k's training: (steps, checkpoint to start from or None for a fresh network)."""
-    if k == 1 or previous is None:
+    if k == 1:
         return cfg.steps_first, None
     if cfg.warm_start:
         return cfg.steps_per_round, previous

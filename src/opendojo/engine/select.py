@@ -220,8 +220,8 @@ def select(c: Candidates, cfg: SelectionConfig = SelectionConfig(),
     explain = cov_explain + \
         [_explain(i, gap, c.triggers, dis, p_dis, rarity, p_rar, q, c.quality is not None)
          for i, gap in zip(pool[picks], gaps)]
-    stats = {"candidates": n, "near_duplicates": int(dup.sum()), "below_quality": int((~eligible).sum()), "coverage_clips": int(len(covered)),
-             "coverage_frames": int(cov_frames), "pool": int(len(pool)),
+    stats = {"candidates": n, "near_duplicates": int(dup.sum()), "below_quality": int((~eligible).sum()),
+             "coverage_clips": int(len(covered)), "coverage_frames": int(cov_frames), "pool": int(len(pool)),
              "density": kind, "density_s": round(t_knn, 3), "utility_s": round(t_util, 3),
              "pool_s": round(t_pool, 3),
              "seconds": round(time.perf_counter() - t0, 3)}
