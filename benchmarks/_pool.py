@@ -299,7 +299,7 @@ def composition(store, clip_ids: list[str]) -> dict:
 # -- training ------------------------------------------------------------------------------
 def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
               batch_size: int = BATCH_SIZE, lr: float = LR, image_size: int = IMAGE_SIZE,
-              width: int = WIDTH, threads: int | None = None) -> dict:
+              width: int = WIDTH, threads: int | None = None, collision_weight: float = 0.0) -> dict:
     """Train (or resume, or reuse) a run of `steps` steps; returns the trainer's summary.
 
     `threads`: torch intra-op threads (None: torch's default, one per core). On a 2-core
@@ -314,6 +314,7 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
     marker = run_dir / "bench-train.json"
     tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, batch_size=batch_size,
                      lr=lr, seed=seed, checkpoint_every=max(100, steps // 8),
+                     collision_weight=collision_weight,
                      model=ModelSettings(image_size=image_size, width=width))
     if marker.exists():
         from opendojo.train.checkpoint import model_config_diff, read_meta, trained_command
@@ -322,6 +323,8 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
         diff, _ = model_config_diff(meta, tc.policy_config().to_dict())
         if trained_command(meta) != tc.command:
             diff.append("command")
+        if meta.get("train", {}).get("collision_weight", 0.0) != tc.collision_weight:
+            diff.append("collision_weight")
         if diff:
             raise SystemExit(f"{run_dir} holds a network of another model or training config "
                              f"({', '.join(diff)} differ); move it aside to retrain")

@@ -45,6 +45,7 @@ from _pool import log
 # -- settings ---------------------------------------------------------------------------------
 KEEP_DRIVERS = 0.6         # train on the collision-free clips of this best share of drivers
 TRAIN_STEPS = 8000         # 5x the demo's 1600
+COLLISION_WEIGHT = 0.0     # hindsight collision cost (opendojo.train.occupancy); 0: off
 SEED = 0
 EPISODES_PER_ITEM = 5      # closed-loop episodes per scenario / rare event (demo: 2)
 SCENARIOS = None           # None: every scenario (with each of its rare events)
@@ -59,7 +60,10 @@ SMOKE = {"pool_clips": _pool.SMOKE_POOL_CLIPS, "data_dir": _pool.SMOKE_DATA_DIR,
 def parse_args(argv=None) -> argparse.Namespace:
     ap = _pool.arg_parser(__doc__.split("\n")[0])
     ap.add_argument("--keep-drivers", type=float, help="share of the best drivers (1: every clip)")
+    ap.add_argument("--collision-weight", type=float,
+                    help="weight of the hindsight collision cost in training (0: off)")
     return _pool.parse_args(ap, argv, {"keep_drivers": KEEP_DRIVERS, "steps": TRAIN_STEPS,
+                                       "collision_weight": COLLISION_WEIGHT,
                                        "threads": TRAIN_THREADS, "seed": SEED,
                                        "episodes_per_item": EPISODES_PER_ITEM,
                                        "scenarios": SCENARIOS}, SMOKE)
@@ -82,7 +86,8 @@ def run(a) -> dict:
 
     t_all = time.perf_counter()
     root = Path(a.data_dir) / f"pool-{a.pool_clips}"
-    tag = f"q{a.keep_drivers:g}-steps{a.steps}-seed{a.seed}"
+    tag = f"q{a.keep_drivers:g}-steps{a.steps}-seed{a.seed}" + \
+        (f"-col{a.collision_weight:g}" if a.collision_weight else "")
     stage = _pool.Stages()
     settings = dict(vars(a))
     settings.update(image_size=_pool.IMAGE_SIZE, width=_pool.WIDTH, batch_size=_pool.BATCH_SIZE,
@@ -99,7 +104,7 @@ def run(a) -> dict:
         log(f"  {name}: {data['clips']} clips, {data['samples']} samples")
     with stage("train"):
         trained = _pool.train_run(store, name, root / "driving" / tag / "train", a.steps, seed=a.seed,
-                                  threads=a.threads or None)
+                                  threads=a.threads or None, collision_weight=a.collision_weight)
 
     suite = _pool.drive_suite(stage, store, a, root, {"network": trained["checkpoint"]},
                               root / "driving" / tag)

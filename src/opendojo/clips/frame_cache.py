@@ -28,9 +28,10 @@ from opendojo.clips.video import decode_rgb
 CACHE_VERSION = 1
 
 
-def cache_dir(store, size: int) -> Path:
-    """Where decoded frames of `store` at `size` x `size` live."""
-    name = f"frames-{size}-v{CACHE_VERSION}"
+def cache_dir(store, size: int, kind: str = "frames") -> Path:
+    """Where decoded frames (or another per-frame array, `kind`) of `store` at `size` x
+    `size` live."""
+    name = f"{kind}-{size}-v{CACHE_VERSION}"
     if "file" in store.fs.protocol or store.fs.protocol == "local":
         return Path(store.root) / "cache" / name
     base = Path(os.environ.get("OPENDOJO_CACHE", Path.home() / ".cache" / "opendojo"))
@@ -40,18 +41,25 @@ def cache_dir(store, size: int) -> Path:
 def cached_frames(store, clip_id: str, n_frames: int, size: int) -> np.ndarray:
     """The clip's frames as uint8 `[N, size, size, 3]`: read from the cache (a read-only
     memory map), or decoded once and written there atomically (safe with many processes)."""
-    path = cache_dir(store, size) / f"{clip_id}.npy"
+    return cached_array(cache_dir(store, size) / f"{clip_id}.npy",
+                        lambda: decode_rgb(store.video_source(clip_id), n_frames=n_frames,
+                                           threads=1, size=size))
+
+
+def cached_array(path: Path, compute) -> np.ndarray:
+    """The array at `path` (a read-only memory map), or `compute()` written there atomically
+    (safe with many processes)."""
     try:
         return np.load(path, mmap_mode="r")
     except FileNotFoundError:
         pass
-    frames = decode_rgb(store.video_source(clip_id), n_frames=n_frames, threads=1, size=size)
+    arr = compute()
     try:
         with atomic_path(path) as tmp:
-            np.save(tmp, frames)
-    except OSError:   # a read-only or full disk only costs the next reader a decode
+            np.save(tmp, arr)
+    except OSError:   # a read-only or full disk only costs the next reader a recompute
         pass
-    return frames
+    return arr
 
 
 def is_cached(store, clip_id: str, size: int) -> bool:

@@ -89,11 +89,11 @@ class QualityConfig(StageConfig):
 
 # -- headway from video ------------------------------------------------------------------------
 
-def object_mask(frames: np.ndarray) -> np.ndarray:
+def object_mask(frames: np.ndarray, min_saturation: int = 60) -> np.ndarray:
     """Pixels of road users and objects: saturated colours (the road, its markings and the
     outlines are grey or white). uint8 [N,H,W,3] -> bool [N,H,W]."""
     f = frames.astype(np.int16)
-    return (f.max(-1) - f.min(-1)) > 60
+    return (f.max(-1) - f.min(-1)) > min_saturation
 
 
 def gap_ahead(frames: np.ndarray, cfg: QualityConfig = QualityConfig()) -> np.ndarray:

@@ -55,6 +55,8 @@ class TrainConfig(StageConfig):
     deviation_weight: float = 0.5     # extra weight per metre a sample's future departs from
                                       # constant velocity (trainer.sample_weights)
     controls_weight: float = 1.0
+    collision_weight: float = 0.0     # hindsight collision cost of the predicted path
+                                      # (opendojo.train.occupancy); 0 = off
     accel_scale: float = 1.0          # m/s^2 of acceleration error worth one unit of loss
     steering_scale: float = 0.05      # rad of steering error worth one unit of loss
     init_from: str = ""               # checkpoint to start from (same model config)

@@ -58,6 +58,9 @@ class LoaderConfig:
     seed: int = 0
     frame_cache: bool = True      # keep decoded frames on disk (opendojo.clips.frame_cache)
     command: CommandSource = "route"  # the route command fed to the network (see ClipLabels)
+    collision: bool = False       # batches carry what the collision cost needs
+                                  # (opendojo.train.occupancy): later frames' cost fields
+                                  # and where the ego really went
 
 
 COMMAND_SOURCES = get_args(CommandSource)
@@ -78,7 +81,7 @@ class ClipLabels:
       (`opendojo.label.hindsight`)."""
 
     def __init__(self, store, clip_ids: list[str], spec: LabelSpec, frames: int, stride: int,
-                 command: str = "route"):
+                 command: str = "route", poses: bool = False):
         if command not in COMMAND_SOURCES:
             raise DatasetError(f"command must be one of {COMMAND_SOURCES}, not {command!r}")
         tab = read_labels(store, clip_ids, spec, columns=[
@@ -111,6 +114,9 @@ class ClipLabels:
                                       tab.column("steering").to_numpy()[m]], -1).astype(np.float32),
                 "command": cmd[m],
             }
+            if poses:   # the collision cost's ego motion (opendojo.train.occupancy.ego_motion)
+                tel = store.telemetry(c)
+                self.per_clip[c]["pose"] = tuple(tel.column(k).to_numpy() for k in ("x", "y", "heading"))
         self.n_samples = sum(len(v["sample_frames"]) for v in self.per_clip.values())
         if self.n_samples == 0:
             raise DatasetError(f"none of the {len(self.clip_ids)} clips has a frame with a full "
@@ -190,12 +196,15 @@ class TrainLoader:
 
     def __init__(self, store, clip_ids: list[str], spec: LabelSpec, cfg: LoaderConfig,
                  rank: int = 0, world: int = 1):
-        self.labels = ClipLabels(store, clip_ids, spec, cfg.frames, cfg.frame_stride, cfg.command)
+        self.labels = ClipLabels(store, clip_ids, spec, cfg.frames, cfg.frame_stride, cfg.command,
+                                 poses=cfg.collision)
         # every rank needs at least one block: small datasets get smaller blocks
         cfg = replace(cfg, block_clips=max(1, min(cfg.block_clips, len(self.labels.clip_ids) // world)))
         self.store, self.cfg, self.rank, self.world = store, cfg, rank, world
-        cat = store.catalog(columns=["clip_id", "n_frames", "fps"]).to_pylist()
+        cat = store.catalog(columns=["clip_id", "n_frames", "fps", "width", "source"]).to_pylist()
         self.rows = {r["clip_id"]: r for r in cat if r["clip_id"] in self.labels.per_clip}
+        if cfg.collision:
+            self._collision_geometry(spec)
         self.steps_per_epoch = epoch_steps(self.labels, cfg, world)
         if self.steps_per_epoch == 0:
             raise DatasetError(
@@ -203,6 +212,19 @@ class TrainLoader:
                 f"{cfg.batch_size} per rank x {world} rank(s) (blocks of {cfg.block_clips} clips)")
         self.epoch, self.batch = 0, 0
         self._plans: dict[int, list] = {}
+
+    def _collision_geometry(self, spec: LabelSpec) -> None:
+        """The collision cost compares fields of one scale over one number of later frames."""
+        from opendojo.train.occupancy import BIRDS_EYE_SOURCES, camera_geometry
+
+        sim = [r for r in self.rows.values() if r["source"] in BIRDS_EYE_SOURCES]
+        widths = {r["width"] for r in sim} or {self.cfg.image_size}
+        rates = {round(float(r["fps"]), 3) for r in self.rows.values()}
+        if len(widths) > 1 or len(rates) > 1:
+            raise DatasetError(f"the collision cost needs one camera width and frame rate; these "
+                               f"clips have widths {sorted(widths)} and rates {sorted(rates)}")
+        self.px_per_m, self.ego_row = camera_geometry(widths.pop(), self.cfg.image_size)
+        self.future_steps = int(round(spec.horizon_s * rates.pop()))
 
     # -- position ------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -267,6 +289,11 @@ class TrainLoader:
         for epoch, first, clips, batches in self._blocks_from(start_epoch, start_batch):
             videos = [next(decoded) for _ in clips]
             info = [self.labels.per_clip[c] for c in clips]
+            if self.cfg.collision:
+                from opendojo.train.occupancy import clip_cost_field
+
+                for c, d in zip(clips, info):
+                    d["field"] = clip_cost_field(self.store, self.rows[c], self.cfg.image_size)
             skip = start_batch - first if (epoch, first) <= (start_epoch, start_batch) else 0
             for j in range(max(skip, 0), len(batches)):
                 nxt = first + j + 1
@@ -278,10 +305,28 @@ class TrainLoader:
         offsets = history_offsets(cfg.frames, cfg.frame_stride)
         frames = torch.from_numpy(np.stack([videos[k][f + offsets] for k, f in pairs]))
         pick = lambda key: np.stack([info[k][key][f] for k, f in pairs])  # noqa: E731
-        return {
+        batch = {
             "frames": frames,
             "speed": torch.from_numpy(pick("speed")),
             "command": torch.from_numpy(pick("command")),
             "trajectory": torch.from_numpy(pick("trajectory")),
             "controls": torch.from_numpy(pick("controls")),
         }
+        if cfg.collision:
+            batch.update(self._collision_inputs(info, pairs))
+        return batch
+
+    def _collision_inputs(self, info, pairs: np.ndarray) -> dict[str, torch.Tensor]:
+        from opendojo.train.occupancy import ego_motion
+
+        n = self.future_steps
+        driven, turn, field = [], [], []
+        for k, f in pairs:
+            d, t = ego_motion(*info[k]["pose"], np.array([f]), n)
+            driven.append(d[0])
+            turn.append(t[0])
+            fld = info[k]["field"]
+            field.append(fld[np.minimum(np.arange(f + 1, f + n + 1), len(fld) - 1)])
+        return {"driven": torch.from_numpy(np.stack(driven)), "turn": torch.from_numpy(np.stack(turn)),
+                "field": torch.from_numpy(np.stack(field)),
+                "px_per_m": torch.tensor(self.px_per_m), "ego_row": torch.tensor(self.ego_row)}

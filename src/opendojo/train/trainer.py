@@ -91,6 +91,13 @@ def policy_loss(out: dict, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor,
         path = (per_point * vw).sum() / vw.sum().clamp_min(1e-6)
         loss = loss + cfg.trajectory_weight * path
         extra["path_loss"] = path.detach()
+    if cfg.collision_weight and "field" in batch:
+        from opendojo.train.occupancy import collision_cost
+
+        cost = collision_cost(out["trajectory"], batch["driven"], batch["turn"], batch["field"],
+                              float(batch["px_per_m"]), float(batch["ego_row"])).mean()
+        loss = loss + cfg.collision_weight * cost
+        extra["collision_cost"] = cost.detach()
     return loss, {"trajectory_loss": traj.detach(), "controls_loss": ctrl.detach(),
                   "ade": ade.detach(), **extra}
 
@@ -112,7 +119,8 @@ def make_loader(cfg: TrainConfig, rank: int = 0, world: int = 1) -> TrainLoader:
     lc = LoaderConfig(batch_size=cfg.batch_size // world, frames=cfg.model.frames,
                       frame_stride=cfg.model.frame_stride, image_size=cfg.model.image_size,
                       block_clips=cfg.block_clips, workers=cfg.workers, seed=cfg.seed,
-                      frame_cache=cfg.frame_cache, command=cfg.command)
+                      frame_cache=cfg.frame_cache, command=cfg.command,
+                      collision=cfg.collision_weight > 0)
     return TrainLoader(store, clips, label_spec(cfg), lc, rank=rank, world=world)
 
 
@@ -243,6 +251,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
                     "loss_window": stats[5].item(),   # mean loss over the steps since the last line
                     "samples_per_s": window_n / (now - window_t), "epoch": loader.epoch,
                     "world_size": world}
+            # the optional terms, as this rank computed them on its last batch
+            last.update({k: parts[k].item() for k in ("mode_loss", "path_loss", "collision_cost")
+                         if k in parts})
             window_t, window_n, window_loss, window_steps = now, 0, 0.0, 0
             if rank == 0:
                 with open(run_dir / "metrics.jsonl", "a") as f:
