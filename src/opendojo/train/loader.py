@@ -289,18 +289,21 @@ class TrainLoader:
         for epoch, first, clips, batches in self._blocks_from(start_epoch, start_batch):
             videos = [next(decoded) for _ in clips]
             info = [self.labels.per_clip[c] for c in clips]
-            if self.cfg.collision:
-                from opendojo.train.occupancy import clip_cost_field
-
-                for c, d in zip(clips, info):
-                    d["field"] = clip_cost_field(self.store, self.rows[c], self.cfg.image_size)
+            # the block's cost fields, like its frames, are held only while it is cut into
+            # batches (each is a memory map, and each map holds a file descriptor)
+            fields = self._cost_fields(clips) if self.cfg.collision else None
             skip = start_batch - first if (epoch, first) <= (start_epoch, start_batch) else 0
             for j in range(max(skip, 0), len(batches)):
                 nxt = first + j + 1
                 self.epoch, self.batch = (epoch, nxt) if nxt < self.steps_per_epoch else (epoch + 1, 0)
-                yield self._assemble(videos, info, batches[j])
+                yield self._assemble(videos, info, batches[j], fields)
 
-    def _assemble(self, videos, info, pairs: np.ndarray) -> dict[str, torch.Tensor]:
+    def _cost_fields(self, clips: list[str]) -> list[np.ndarray]:
+        from opendojo.train.occupancy import clip_cost_field
+
+        return [clip_cost_field(self.store, self.rows[c], self.cfg.image_size) for c in clips]
+
+    def _assemble(self, videos, info, pairs: np.ndarray, fields=None) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         offsets = history_offsets(cfg.frames, cfg.frame_stride)
         frames = torch.from_numpy(np.stack([videos[k][f + offsets] for k, f in pairs]))
@@ -313,10 +316,10 @@ class TrainLoader:
             "controls": torch.from_numpy(pick("controls")),
         }
         if cfg.collision:
-            batch.update(self._collision_inputs(info, pairs))
+            batch.update(self._collision_inputs(info, fields, pairs))
         return batch
 
-    def _collision_inputs(self, info, pairs: np.ndarray) -> dict[str, torch.Tensor]:
+    def _collision_inputs(self, info, fields, pairs: np.ndarray) -> dict[str, torch.Tensor]:
         from opendojo.train.occupancy import ego_motion
 
         n = self.future_steps
@@ -325,7 +328,7 @@ class TrainLoader:
             d, t = ego_motion(*info[k]["pose"], np.array([f]), n)
             driven.append(d[0])
             turn.append(t[0])
-            fld = info[k]["field"]
+            fld = fields[k]
             field.append(fld[np.minimum(np.arange(f + 1, f + n + 1), len(fld) - 1)])
         return {"driven": torch.from_numpy(np.stack(driven)), "turn": torch.from_numpy(np.stack(turn)),
                 "field": torch.from_numpy(np.stack(field)),
