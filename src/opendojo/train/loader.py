@@ -322,14 +322,15 @@ class TrainLoader:
     def _collision_inputs(self, info, fields, pairs: np.ndarray) -> dict[str, torch.Tensor]:
         from opendojo.train.occupancy import ego_motion
 
-        n = self.future_steps
-        driven, turn, field = [], [], []
+        n, b = self.future_steps, len(pairs)
+        driven = np.zeros((b, n, 2), np.float32)
+        turn = np.zeros((b, n), np.float32)
+        field = []
+        for k in np.unique(pairs[:, 0]):
+            mine = pairs[:, 0] == k
+            driven[mine], turn[mine] = ego_motion(*info[k]["pose"], pairs[mine, 1], n)
         for k, f in pairs:
-            d, t = ego_motion(*info[k]["pose"], np.array([f]), n)
-            driven.append(d[0])
-            turn.append(t[0])
-            fld = fields[k]
-            field.append(fld[np.minimum(np.arange(f + 1, f + n + 1), len(fld) - 1)])
-        return {"driven": torch.from_numpy(np.stack(driven)), "turn": torch.from_numpy(np.stack(turn)),
+            field.append(fields[k][np.minimum(np.arange(f + 1, f + n + 1), len(fields[k]) - 1)])
+        return {"driven": torch.from_numpy(driven), "turn": torch.from_numpy(turn),
                 "field": torch.from_numpy(np.stack(field)),
                 "px_per_m": torch.tensor(self.px_per_m), "ego_row": torch.tensor(self.ego_row)}

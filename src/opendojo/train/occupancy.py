@@ -115,12 +115,9 @@ def ego_motion(x: np.ndarray, y: np.ndarray, heading: np.ndarray, frames: np.nda
 def densify(waypoints: torch.Tensor, steps: int) -> torch.Tensor:
     """[B, W, 2] waypoints evenly spaced in time -> [B, steps, 2] at every frame, joined
     linearly from the origin (the ego now)."""
-    w = waypoints.shape[1]
-    t = torch.arange(1, steps + 1, dtype=waypoints.dtype, device=waypoints.device) * (w / steps)
-    lo = t.floor().clamp(max=w - 1).long()
-    frac = (t - lo).unsqueeze(-1)
-    pts = torch.cat([torch.zeros_like(waypoints[:, :1]), waypoints], dim=1)   # [B, W+1, 2]
-    return pts[:, lo] * (1 - frac) + pts[:, (lo + 1).clamp(max=w)] * frac
+    pts = torch.cat([torch.zeros_like(waypoints[:, :1]), waypoints], dim=1).transpose(1, 2)
+    dense = F.interpolate(pts, size=steps + 1, mode="linear", align_corners=True)
+    return dense[..., 1:].transpose(1, 2)
 
 
 def collision_cost(pred: torch.Tensor, driven: torch.Tensor, turn: torch.Tensor,
