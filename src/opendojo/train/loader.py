@@ -325,12 +325,13 @@ class TrainLoader:
         n, b = self.future_steps, len(pairs)
         driven = np.zeros((b, n, 2), np.float32)
         turn = np.zeros((b, n), np.float32)
-        field = []
+        field = np.zeros((b, n, *fields[pairs[0, 0]].shape[1:]), np.uint8)
         for k in np.unique(pairs[:, 0]):
             mine = pairs[:, 0] == k
-            driven[mine], turn[mine] = ego_motion(*info[k]["pose"], pairs[mine, 1], n)
-        for k, f in pairs:
-            field.append(fields[k][np.minimum(np.arange(f + 1, f + n + 1), len(fields[k]) - 1)])
+            frames = pairs[mine, 1]
+            driven[mine], turn[mine] = ego_motion(*info[k]["pose"], frames, n)
+            later = np.minimum(frames[:, None] + np.arange(1, n + 1), len(fields[k]) - 1)
+            field[mine] = fields[k][later]
         return {"driven": torch.from_numpy(driven), "turn": torch.from_numpy(turn),
-                "field": torch.from_numpy(np.stack(field)),
+                "field": torch.from_numpy(field),
                 "px_per_m": torch.tensor(self.px_per_m), "ego_row": torch.tensor(self.ego_row)}

@@ -47,7 +47,7 @@ MARGIN_M = 0.5
 # car's 2 px wide fill keeps a saturation of 30-90; road, markings and outlines stay under 25.
 MIN_SATURATION = 30
 BIRDS_EYE_SOURCES = ("sim",)
-COST_FIELD_VERSION = "costfield"
+COST_FIELD_CACHE = "costfield"   # cache kind: <store>/cache/costfield-<S>-v1/
 
 
 def camera_geometry(clip_width: int, image_size: int) -> tuple[float, float]:
@@ -96,7 +96,7 @@ def clip_cost_field(store, row: dict, size: int) -> np.ndarray:
         ppm, ego_row = camera_geometry(row["width"], row["width"])
         return cost_field(store.read_frames(row["clip_id"], row=row), size, ppm, ego_row)
 
-    return cached_array(cache_dir(store, size, COST_FIELD_VERSION) / f"{row['clip_id']}.npy", compute)
+    return cached_array(cache_dir(store, size, COST_FIELD_CACHE) / f"{row['clip_id']}.npy", compute)
 
 
 def ego_motion(x: np.ndarray, y: np.ndarray, heading: np.ndarray, frames: np.ndarray,
