@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from opendojo.evaluate.closed_loop import (
-    EVAL_SEED_BASE, NetworkDriver, SuiteItem, check_held_out, pure_pursuit, run_episode, suite,
+    EVAL_SEED_BASE, NetworkDriver, SuiteItem, check_held_out, evaluate_suite, pure_pursuit,
+    run_episode, suite,
 )
 from opendojo.evaluate.scoring import PENALTY, episode_metrics, mean_ci, summarize
 from opendojo.errors import DojoError
@@ -235,3 +236,15 @@ def test_speed_law_on_the_fleets_driven_futures_gives_back_the_drivers_accelerat
     assert applied.std() > 0.3                          # the drives did brake and accelerate
     assert abs((got - applied).mean()) < 0.15           # no bias
     assert np.corrcoef(got, applied)[0, 1] > 0.8        # and it follows the driver
+
+
+def test_validation_suite_is_the_same_items_on_other_held_out_seeds():
+    from opendojo.evaluate.closed_loop import SUITES
+
+    test = suite(2, seed_offset=SUITES["test"])
+    val = suite(2, seed_offset=SUITES["validation"])
+    assert [(i.scenario, i.rare_event) for i in test] == [(i.scenario, i.rare_event) for i in val]
+    assert not {i.seed for i in test} & {i.seed for i in val}
+    assert min(i.seed for i in val) >= EVAL_SEED_BASE                 # held out from the fleet too
+    with pytest.raises(DojoError, match="unknown suite"):
+        evaluate_suite(None, suite_name="train")

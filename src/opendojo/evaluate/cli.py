@@ -25,6 +25,9 @@ def eval_cmd(
                                 help="closed loop: follow the predicted 'trajectory' or apply the 'controls' head"),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines",
                                    help="closed loop: also drive the expert and every human profile"),
+    validation: bool = typer.Option(False, "--validation",
+                                    help="closed loop: the validation suite (same items, other held-out "
+                                         "seeds), to tune on without touching the test suite"),
 ) -> None:
     """Evaluate a trained policy: open loop on held-out clips, or closed loop in the simulator."""
     from opendojo.errors import ConfigError
@@ -32,7 +35,8 @@ def eval_cmd(
     if open_loop == closed_loop:
         raise ConfigError("choose one of --open-loop or --closed-loop")
     if closed_loop:
-        _closed_loop(checkpoint, store, out, episodes, workers, duration, control, baselines)
+        _closed_loop(checkpoint, store, out, episodes, workers, duration, control, baselines,
+                     "validation" if validation else "test")
         return
 
     from rich.progress import Progress
@@ -60,7 +64,8 @@ def eval_cmd(
     print(json.dumps(result))
 
 
-def _closed_loop(checkpoint, store, out, episodes, workers, duration, control, baselines) -> None:
+def _closed_loop(checkpoint, store, out, episodes, workers, duration, control, baselines,
+                 suite_name) -> None:
     from rich.console import Console
     from rich.progress import Progress
 
@@ -74,9 +79,11 @@ def _closed_loop(checkpoint, store, out, episodes, workers, duration, control, b
     with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("closed-loop episodes", total=None)
         result = evaluate_suite(ckpt, cs, episodes, workers, duration, control, baselines,
-                                progress=lambda i, n: bar.update(task, completed=i, total=n))
+                                progress=lambda i, n: bar.update(task, completed=i, total=n),
+                                suite_name=suite_name)
     print_summary(result["summary"])
-    out = write_json(out or ckpt.with_name(ckpt.stem + ".closed-loop.json"), result)
+    suffix = ".closed-loop.json" if suite_name == "test" else f".closed-loop-{suite_name}.json"
+    out = write_json(out or ckpt.with_name(ckpt.stem + suffix), result)
     print(f"wrote {out}")
 
 

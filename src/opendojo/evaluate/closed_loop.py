@@ -27,6 +27,11 @@ from opendojo.evaluate.scoring import Episode, episode_metrics
 
 from opendojo.fleet.config import EVAL_SEED_BASE  # seed ranges: see opendojo.fleet.config
 REFERENCE_SPEED_SHARE = 0.7  # route length = share x speed limit x episode duration
+# The validation suite: the same items on other held-out seeds, for choosing settings (a
+# controller's constants, a training config) without looking at the test suite that the
+# demo and the benchmarks report. 5,000 seeds past the test suite's first.
+VALIDATION_SEED_OFFSET = 5000
+SUITES = {"test": 0, "validation": VALIDATION_SEED_OFFSET}
 
 
 @dataclass(frozen=True)
@@ -313,8 +318,12 @@ def evaluate(drivers: dict[str, tuple], items: list[SuiteItem], workers: int = 2
 
 def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item: int = 2,
                    workers: int = 2, duration_s: float = 15.0, control: str = "trajectory",
-                   baselines: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+                   baselines: bool = True, progress: Callable[[int, int], None] | None = None,
+                   suite_name: str = "test") -> dict:
     """The held-out suite for the network (if `checkpoint`), the expert and every human profile.
+
+    `suite_name`: "test" (what the demo and the benchmarks report) or "validation" (the same
+    items on other held-out seeds, to tune on).
 
     Returns {"summary": {driver: suite figures, ..., "fleet (humans)": pooled humans},
     "episodes": [...], "seeds": "a..b", "checkpoint": path}. With a store, the suite's
@@ -323,7 +332,12 @@ def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item:
     from opendojo.evaluate.scoring import summarize
     from opendojo.fleet.drivers import HUMAN_PROFILES
 
-    items = suite(episodes_per_item)
+    if suite_name not in SUITES:
+        raise DojoError(f"unknown suite {suite_name!r} (one of {', '.join(SUITES)})")
+    items = suite(episodes_per_item, seed_offset=SUITES[suite_name])
+    if len(items) > VALIDATION_SEED_OFFSET:
+        raise DojoError(f"{len(items)} episodes would run the test suite's seeds into the "
+                        f"validation suite's ({VALIDATION_SEED_OFFSET} apart)")
     if store is not None:
         check_held_out(store, items)
     drivers: dict[str, tuple] = {}
@@ -348,7 +362,8 @@ def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item:
         summary["fleet (humans)"] = summarize([e for p in HUMAN_PROFILES for e in by[p]])
         order = [d for d in ("network", "expert", "fleet (humans)") if d in summary] + list(HUMAN_PROFILES)
         summary = {k: summary[k] for k in order}
-    return {"summary": summary, "checkpoint": ckpt, "seeds": f"{items[0].seed}..{items[-1].seed}",
+    return {"summary": summary, "checkpoint": ckpt, "suite": suite_name,
+            "seeds": f"{items[0].seed}..{items[-1].seed}",
             "episodes": [e.to_dict() for e in episodes]}
 
 
