@@ -81,7 +81,7 @@ def _closed_loop(checkpoint, store, out, episodes, workers, duration, control, b
         result = evaluate_suite(ckpt, cs, episodes, workers, duration, control, baselines,
                                 progress=lambda i, n: bar.update(task, completed=i, total=n),
                                 suite_name=suite_name)
-    print_summary(result["summary"])
+    print_summary(result["summary"], suite_name)
     suffix = ".closed-loop.json" if suite_name == "test" else f".closed-loop-{suite_name}.json"
     out = write_json(out or ckpt.with_name(ckpt.stem + suffix), result)
     print(f"wrote {out}")

@@ -359,12 +359,12 @@ def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item:
             "episodes": [e.to_dict() for e in episodes]}
 
 
-def print_summary(summary: dict) -> None:
+def print_summary(summary: dict, suite_name: str = "test") -> None:
     """The suite table: one row per driver."""
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="closed loop, held-out suite")
+    t = Table(title=f"closed loop, held-out {suite_name} suite")
     for c in ("driver", "episodes", "km", "collisions/km", "driving score", "95% CI"):
         t.add_column(c, justify="left" if c == "driver" else "right")
     for name, s in summary.items():
