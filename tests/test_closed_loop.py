@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from opendojo.evaluate.closed_loop import (
-    EVAL_SEED_BASE, NetworkDriver, SuiteItem, check_held_out, evaluate_suite, pure_pursuit,
-    run_episode, suite,
+    EVAL_SEED_BASE, SUITES, NetworkDriver, SuiteItem, check_held_out, evaluate_suite,
+    pure_pursuit, run_episode, suite,
 )
 from opendojo.evaluate.scoring import PENALTY, episode_metrics, mean_ci, summarize
 from opendojo.errors import DojoError
@@ -190,8 +190,6 @@ def test_network_driver_spaces_its_frame_history_as_the_network_was_trained(monk
 
 
 def test_validation_suite_is_the_same_items_on_other_held_out_seeds():
-    from opendojo.evaluate.closed_loop import SUITES
-
     test = suite(2, seed_offset=SUITES["test"])
     val = suite(2, seed_offset=SUITES["validation"])
     assert [(i.scenario, i.rare_event) for i in test] == [(i.scenario, i.rare_event) for i in val]
@@ -199,3 +197,5 @@ def test_validation_suite_is_the_same_items_on_other_held_out_seeds():
     assert min(i.seed for i in val) >= EVAL_SEED_BASE                 # held out from the fleet too
     with pytest.raises(DojoError, match="unknown suite"):
         evaluate_suite(None, suite_name="train")
+    with pytest.raises(DojoError, match="into the validation suite"):
+        evaluate_suite(None, episodes_per_item=400)                 # 6,000 test seeds
