@@ -318,8 +318,8 @@ def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item:
     items on other held-out seeds, to tune on).
 
     Returns {"summary": {driver: suite figures, ..., "fleet (humans)": pooled humans},
-    "episodes": [...], "seeds": "a..b", "checkpoint": path}. With a store, the suite's
-    seeds are checked against its clips first.
+    "episodes": [...], "suite": suite_name, "seeds": "a..b", "checkpoint": path}. With a
+    store, the suite's seeds are checked against its clips first.
     """
     from opendojo.evaluate.scoring import summarize
     from opendojo.fleet.drivers import HUMAN_PROFILES
