@@ -159,3 +159,54 @@ def test_a_checkpoint_from_before_the_command_option_was_trained_on_hindsight():
     assert trained_command({"train": {"steps": 10}}) == "hindsight"
     assert trained_command({}) == "hindsight"
     assert trained_command({"train": {"command": "route"}}) == "route"
+
+
+def test_reaction_frames_are_the_horizon_before_a_reaction_and_its_span():
+    from clipfactory import arc_telemetry
+    from opendojo.train.loader import reaction_frames
+
+    tel = arc_telemetry(100, fps=10.0, speed=12.0, yaw_rate=0.0001)
+    assert not reaction_frames(tel, 3.0).any()              # steady driving: no reaction
+    tel["acceleration"] = np.where((np.arange(100) >= 60) & (np.arange(100) <= 64), -5.0, 0.0)
+    hot = reaction_frames(tel, 3.0)                         # hard braking in frames 60-64
+    assert hot[30] and hot[64] and not hot[29] and not hot[65]
+    assert hot.sum() == 35
+    assert reaction_frames(tel, 1.0).sum() == 15            # the window follows the horizon
+
+
+def test_start_frames_and_reaction_oversampling_add_the_samples_they_promise(store):
+    from opendojo.engine.tables import telemetry_arrays
+    from opendojo.train.loader import ClipLabels, reaction_frames
+
+    ids = sorted(store.clip_ids())
+    spec = LabelSpec()
+    base = ClipLabels(store, ids, spec, 4, 1)
+    start = ClipLabels(store, ids, spec, 4, 1, start_frames=True)
+    over = ClipLabels(store, ids, spec, 4, 1, reaction_oversample=2)
+    hot_total = 0
+    for c in ids:
+        plain = base.per_clip[c]["sample_frames"]
+        assert plain.min() == 3                              # a full history of 4 frames
+        assert list(start.per_clip[c]["sample_frames"]) == [0, 1, 2] + list(plain)
+        hot = reaction_frames(telemetry_arrays(store.telemetry(c)), spec.horizon_s)[plain]
+        hot_total += int(hot.sum())
+        drawn = over.per_clip[c]["sample_frames"]
+        assert len(drawn) == len(plain) + 2 * hot.sum()
+        assert set(drawn) == set(plain)                     # only repeats, nothing new
+        counts = np.bincount(drawn, minlength=plain.max() + 1)[plain]
+        assert np.array_equal(counts, np.where(hot, 3, 1))
+    assert 0 < hot_total < base.n_samples                   # the synthetic drives do react
+    with pytest.raises(DatasetError, match="reaction_oversample"):
+        ClipLabels(store, ids, spec, 4, 1, reaction_oversample=-1)
+
+
+def test_a_start_frame_is_fed_its_clips_first_frame_as_history(store):
+    ids = sorted(store.clip_ids())[:2]
+    cfg = LoaderConfig(batch_size=4, image_size=16, block_clips=2, workers=0, seed=0,
+                       start_frames=True)
+    loader = TrainLoader(store, ids, LabelSpec(), cfg)
+    videos = [np.stack([np.full((16, 16, 3), i, np.uint8) for i in range(50)])] * 2
+    info = [loader.labels.per_clip[c] for c in ids]
+    batch = loader._assemble(videos, info, np.array([[0, 0], [0, 2], [1, 3], [1, 7]]))
+    history = batch["frames"][:, :, 0, 0, 0].tolist()   # each frame's value is its index
+    assert history == [[0, 0, 0, 0], [0, 0, 1, 2], [0, 1, 2, 3], [4, 5, 6, 7]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from opendojo.config import StageConfig
 
@@ -62,6 +62,12 @@ class TrainConfig(StageConfig):
     init_from: str = ""               # checkpoint to start from (same model config)
     command: CommandSource = "route"  # route command per sample: as given to the driver,
                                       # or derived from the future (loader.ClipLabels)
+    start_frames: bool = False        # sample a clip's first frames too, their missing history
+                                      # filled with the first frame, as closed loop does
+                                      # (loader.ClipLabels)
+    reaction_oversample: int = Field(0, ge=0)  # extra draws per epoch of the frames whose
+                                      # label reaches a hard-braking, sharp-steering or sudden
+                                      # lane-change trigger (loader.reaction_frames); 0 = off
     model: ModelSettings = ModelSettings()
 
     @model_validator(mode="before")

@@ -34,6 +34,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from opendojo.clips.frame_cache import cached_frames, is_cached
 from opendojo.clips.video import decode_rgb
+from opendojo.engine.tables import telemetry_arrays
+from opendojo.engine.triggers import clip_triggers
 from opendojo.errors import DatasetError
 from opendojo.label.hindsight import LabelSpec, read_labels
 from opendojo.train.config import CommandSource
@@ -61,9 +63,27 @@ class LoaderConfig:
     collision: bool = False       # batches carry what the collision cost needs
                                   # (opendojo.train.occupancy): later frames' cost fields
                                   # and where the ego really went
+    start_frames: bool = False    # also sample a clip's first frames (see ClipLabels)
+    reaction_oversample: int = 0  # extra draws per epoch of reaction frames (see ClipLabels)
 
 
 COMMAND_SOURCES = get_args(CommandSource)
+
+# The triggers that mark a driver reacting to something (opendojo.engine.triggers).
+REACTION_TRIGGERS = ("hard_braking", "sharp_steering", "sudden_lane_change")
+
+
+def reaction_frames(tel: dict, horizon_s: float) -> np.ndarray:
+    """Per frame: does its label's horizon reach a hard-braking, sharp-steering or
+    sudden-lane-change event (the frames from `horizon_s` before the event's start to its
+    end)? Those are the frames whose futures show the driver reacting; read from the clip's
+    own telemetry with the data engine's triggers, never from sim truth."""
+    t = np.asarray(tel["t"], np.float64)
+    hot = np.zeros(len(t), bool)
+    for events in clip_triggers(tel, REACTION_TRIGGERS).values():
+        for first, last in events:
+            hot |= (t >= t[first] - horizon_s - 1e-9) & (t <= t[last])
+    return hot
 
 
 class ClipLabels:
@@ -78,10 +98,23 @@ class ClipLabels:
       lane change three seconds ahead makes the command "left" or "right" now, which a
       network can learn to follow, while closed loop gives the route's command ("straight"
       on every highway). In highway-env's frame its "left" is also the driver's right
-      (`opendojo.label.hindsight`)."""
+      (`opendojo.label.hindsight`).
+
+    `start_frames`: a sample needs its whole frame history, so a clip's first
+    `(frames - 1) x stride` frames make none. With it, they do, their missing history filled
+    with the clip's first frame: what closed-loop driving feeds the network at an episode's
+    start (`opendojo.evaluate.closed_loop.NetworkDriver`).
+
+    `reaction_oversample` k: a sample whose label reaches a reaction (`reaction_frames`) is
+    listed k + 1 times, so an epoch draws it k extra times. Reactions are a few percent of a
+    clip's frames, and a network that sees each once an epoch learns to drive on through
+    them (docs/training.md)."""
 
     def __init__(self, store, clip_ids: list[str], spec: LabelSpec, frames: int, stride: int,
-                 command: str = "route", poses: bool = False):
+                 command: str = "route", poses: bool = False, start_frames: bool = False,
+                 reaction_oversample: int = 0):
+        if reaction_oversample < 0:
+            raise DatasetError(f"reaction_oversample must be 0 or more, not {reaction_oversample}")
         if command not in COMMAND_SOURCES:
             raise DatasetError(f"command must be one of {COMMAND_SOURCES}, not {command!r}")
         tab = read_labels(store, clip_ids, spec, columns=[
@@ -105,9 +138,14 @@ class ClipLabels:
         for c in self.clip_ids:
             m = cid == c
             f = frame[m]
-            eligible = valid[m] & (f >= history)
+            eligible = valid[m] & ((f >= history) | start_frames)
+            samples = f[eligible].astype(np.int64)
+            tel = store.telemetry(c) if poses or reaction_oversample else None
+            if reaction_oversample:
+                hot = reaction_frames(telemetry_arrays(tel), spec.horizon_s)[samples]
+                samples = np.concatenate([samples] + [samples[hot]] * reaction_oversample)
             self.per_clip[c] = {
-                "frame": f, "sample_frames": f[eligible].astype(np.int64),
+                "frame": f, "sample_frames": samples,
                 "speed": tab.column("speed").to_numpy()[m].astype(np.float32),
                 "trajectory": traj[m].reshape(-1, w, 2),
                 "controls": np.stack([tab.column("acceleration").to_numpy()[m],
@@ -115,7 +153,6 @@ class ClipLabels:
                 "command": cmd[m],
             }
             if poses:   # the collision cost's ego motion (opendojo.train.occupancy.ego_motion)
-                tel = store.telemetry(c)
                 self.per_clip[c]["pose"] = tuple(tel.column(k).to_numpy() for k in ("x", "y", "heading"))
         self.n_samples = sum(len(v["sample_frames"]) for v in self.per_clip.values())
         if self.n_samples == 0:
@@ -197,7 +234,8 @@ class TrainLoader:
     def __init__(self, store, clip_ids: list[str], spec: LabelSpec, cfg: LoaderConfig,
                  rank: int = 0, world: int = 1):
         self.labels = ClipLabels(store, clip_ids, spec, cfg.frames, cfg.frame_stride, cfg.command,
-                                 poses=cfg.collision)
+                                 poses=cfg.collision, start_frames=cfg.start_frames,
+                                 reaction_oversample=cfg.reaction_oversample)
         # every rank needs at least one block: small datasets get smaller blocks
         cfg = replace(cfg, block_clips=max(1, min(cfg.block_clips, len(self.labels.clip_ids) // world)))
         self.store, self.cfg, self.rank, self.world = store, cfg, rank, world
@@ -306,7 +344,8 @@ class TrainLoader:
     def _assemble(self, videos, info, pairs: np.ndarray, fields=None) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         offsets = history_offsets(cfg.frames, cfg.frame_stride)
-        frames = torch.from_numpy(np.stack([videos[k][f + offsets] for k, f in pairs]))
+        # a start frame's missing history is the clip's first frame (ClipLabels.start_frames)
+        frames = torch.from_numpy(np.stack([videos[k][np.maximum(f + offsets, 0)] for k, f in pairs]))
         pick = lambda key: np.stack([info[k][key][f] for k, f in pairs])  # noqa: E731
         batch = {
             "frames": frames,

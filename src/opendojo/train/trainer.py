@@ -120,7 +120,8 @@ def make_loader(cfg: TrainConfig, rank: int = 0, world: int = 1) -> TrainLoader:
                       frame_stride=cfg.model.frame_stride, image_size=cfg.model.image_size,
                       block_clips=cfg.block_clips, workers=cfg.workers, seed=cfg.seed,
                       frame_cache=cfg.frame_cache, command=cfg.command,
-                      collision=cfg.collision_weight > 0)
+                      collision=cfg.collision_weight > 0, start_frames=cfg.start_frames,
+                      reaction_oversample=cfg.reaction_oversample)
     return TrainLoader(store, clips, label_spec(cfg), lc, rank=rank, world=world)
 
 
