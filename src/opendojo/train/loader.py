@@ -106,9 +106,10 @@ class ClipLabels:
     start (`opendojo.evaluate.closed_loop.NetworkDriver`).
 
     `reaction_oversample` k: a sample whose label reaches a reaction (`reaction_frames`) is
-    listed k + 1 times, so an epoch draws it k extra times. Reactions are a few percent of a
-    clip's frames, and a network that sees each once an epoch learns to drive on through
-    them (docs/training.md)."""
+    listed k + 1 times, so an epoch draws it k extra times. Drawn once, the braking at a
+    platoon's start was not fitted even on training clips; drawn 4 times, it was, but the
+    network then braked everywhere (docs/training.md, "Start frames and reaction
+    oversampling")."""
 
     def __init__(self, store, clip_ids: list[str], spec: LabelSpec, frames: int, stride: int,
                  command: str = "route", poses: bool = False, start_frames: bool = False,
