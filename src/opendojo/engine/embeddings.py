@@ -85,15 +85,14 @@ def encoder_embedding(model, frames: np.ndarray, windows: int = 4) -> np.ndarray
     import torch
 
     from opendojo.evaluate.closed_loop import resize_frame
-    from opendojo.train.loader import history_offsets
+    from opendojo.train.loader import history_indices, history_offsets
 
     cfg = model.config
     n = len(frames)
     offsets = history_offsets(cfg.frames, cfg.frame_stride)
     ends = np.linspace(min(-offsets[0], n - 1), n - 1, windows).round().astype(int)
     batch = []
-    for e in ends:
-        idx = np.clip(e + offsets, 0, n - 1)
+    for idx in history_indices(ends, cfg.frames, cfg.frame_stride):
         batch.append(np.stack([resize_frame(frames[i], cfg.image_size) for i in idx]))
     with torch.inference_mode():
         feats = model.encode(torch.from_numpy(np.stack(batch))).float().numpy()

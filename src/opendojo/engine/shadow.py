@@ -50,7 +50,7 @@ def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5,
     import torch
 
     from opendojo.evaluate.closed_loop import resize_frame
-    from opendojo.train.loader import history_offsets
+    from opendojo.train.loader import history_indices
 
     cfg = model.config
     n = len(frames)
@@ -59,12 +59,11 @@ def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5,
     speed = np.asarray(tel["speed"], np.float32)
     cmd = np.asarray(tel["command"], np.int64)
     cmd = np.where(cmd < 0, 1, cmd)                      # unknown route: straight
-    offsets = history_offsets(cfg.frames, cfg.frame_stride)[None]
     trajs, ctrls = [], []
     with torch.inference_mode():
         for s in range(0, len(idx), batch):
             ii = idx[s:s + batch]
-            win = np.clip(ii[:, None] + offsets, 0, n - 1)
+            win = history_indices(ii, cfg.frames, cfg.frame_stride)
             out = model(torch.from_numpy(small[win]), torch.from_numpy(speed[ii]),
                         torch.from_numpy(cmd[ii]))
             trajs.append(out["trajectory"].float().numpy())

@@ -48,6 +48,14 @@ def history_offsets(frames: int, stride: int) -> np.ndarray:
     return np.arange(-(frames - 1) * stride, 1, stride)
 
 
+def history_indices(ends, frames: int, stride: int) -> np.ndarray:
+    """Frame indices [..., frames] of the inputs whose newest frame is `ends` (oldest first).
+    History from before a clip's first frame is the first frame, as closed-loop driving
+    repeats it at an episode's start; training (`ClipLabels.start_frames`), shadow mode and
+    embeddings index frames with these."""
+    return np.maximum(np.asarray(ends)[..., None] + history_offsets(frames, stride), 0)
+
+
 @dataclass(frozen=True)
 class LoaderConfig:
     batch_size: int = 32          # per rank
@@ -344,9 +352,8 @@ class TrainLoader:
 
     def _assemble(self, videos, info, pairs: np.ndarray, fields=None) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        offsets = history_offsets(cfg.frames, cfg.frame_stride)
-        # a start frame's missing history is the clip's first frame (ClipLabels.start_frames)
-        frames = torch.from_numpy(np.stack([videos[k][np.maximum(f + offsets, 0)] for k, f in pairs]))
+        frames = torch.from_numpy(np.stack([videos[k][history_indices(f, cfg.frames, cfg.frame_stride)]
+                                            for k, f in pairs]))
         pick = lambda key: np.stack([info[k][key][f] for k, f in pairs])  # noqa: E731
         batch = {
             "frames": frames,
