@@ -111,6 +111,43 @@ def test_step_command_applies_the_command():
     env.close()
 
 
+def test_a_driver_sees_as_far_ahead_as_the_camera():
+    """A stopped object in the ego's lane beyond the camera's reach does not exist for the
+    driver (the frames do not show it); within reach it brakes. With unlimited sight (the
+    IDM's own view) it brakes for it at both distances."""
+    import math
+
+    from highway_env.vehicle.objects import Obstacle
+
+    from opendojo.fleet.drivers import Driver
+    from opendojo.fleet.env import make_env
+
+    env = make_env("highway_sparse", seed=3)
+    try:
+        road, ego = env.unwrapped.road, env.unwrapped.vehicle
+        road.vehicles[:] = [ego]                 # nobody else on the road
+        reach = env.camera.reach_ahead_m
+        assert 60 < reach < 100
+        lane = road.network.get_lane(ego.lane_index)
+        s_ego = lane.local_coordinates(ego.position)[0]
+
+        def acc(ahead: float | None, sight: float | None) -> float:
+            road.objects[:] = [] if ahead is None else [
+                Obstacle(road, lane.position(s_ego + ahead, 0.0), heading=lane.heading_at(s_ego))]
+            d = Driver("expert", seed=0, sight=sight)
+            d.reset(env)
+            return d.command(env)[0]
+
+        free = acc(None, None)
+        assert acc(reach + 20, None) == pytest.approx(free)       # out of view: not there
+        assert acc(reach + 20, math.inf) < free - 1.0             # highway-env's view: brakes
+        assert acc(reach - 20, None) < free - 1.0                 # in view: brakes
+        with pytest.raises(ValueError, match="sight"):
+            Driver("expert", sight=0.0)
+    finally:
+        env.close()
+
+
 def test_rare_events_and_human_drivers():
     from opendojo.fleet.drivers import HUMAN_PROFILES, Driver
     from opendojo.fleet.env import make_env, step_command

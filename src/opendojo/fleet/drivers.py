@@ -9,10 +9,16 @@ A `Driver` turns a profile into a policy on an env made by `opendojo.fleet.env.m
 `driver.command(env)` returns the (acceleration m/s^2, steering rad) it wants to apply now;
 the fleet applies it with `step_command`, so every command is recorded. Drivers work as
 expert/human policies for closed-loop evaluation too (e.g. the expert as safety driver).
+
+A driver sees as far ahead as the car's camera does (`Driver.sight`). highway-env's IDM and
+MOBIL see the next car in a lane at any distance: such a driver braked for a stopped car
+~130 m ahead at 25 m/s, where the 75 m camera showed an empty lane, so the hindsight labels
+held reactions to things the video never showed.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import asdict, dataclass, replace
 
@@ -72,10 +78,21 @@ class Driver:
 
     Call `reset(env)` at the start of each episode and `command(env)` once per policy step.
     `seed` fixes its own randomness (noise, random lane changes).
+
+    `sight`: how many metres ahead the driver notices the next car or object in a lane.
+    None (the default) is as far as the env's camera shows ahead (`env.camera`, set by
+    `make_env`; unlimited on an env without one), so that what the driver reacts to is in
+    the recorded frames; `math.inf` is highway-env's unlimited view. Cars behind (the
+    mirrors) are seen at any distance.
     """
 
-    def __init__(self, profile: DriverProfile | str = EXPERT, seed: int = 0):
+    def __init__(self, profile: DriverProfile | str = EXPERT, seed: int = 0,
+                 sight: float | None = None):
+        if sight is not None and not sight > 0:
+            raise ValueError(f"sight must be > 0 metres (or None: the camera's), got {sight}")
         self.profile = PROFILES[profile] if isinstance(profile, str) else profile
+        self.sight = sight
+        self._sight = math.inf if sight is None else sight   # resolved per command
         self.rng = np.random.default_rng(seed)
         self._queue: deque = deque()
         self._timer = 0.0
@@ -95,6 +112,9 @@ class Driver:
         p = self.profile
         if ego.crashed:
             return self._limit(ego, -ego.speed / dt, 0.0, dt)
+        camera = getattr(env, "camera", None)
+        self._sight = self.sight if self.sight is not None else (
+            camera.reach_ahead_m if camera is not None else math.inf)
         acc, steer = self._intended(base, ego, dt)
         # Human imperfections: late, noisy hands and feet.
         if p.steering_noise:
@@ -120,12 +140,21 @@ class Driver:
             self._timer = 0.0
             self._change_lane(road, ego)
         steer = p.steering_gain * ego.steering_control(ego.target_lane_index)
-        front, _ = road.neighbour_vehicles(ego, ego.lane_index)
+        front, _ = self.neighbours(road, ego, ego.lane_index)
         acc = self.idm(ego, front)
         if ego.lane_index != ego.target_lane_index:
-            front, _ = road.neighbour_vehicles(ego, ego.target_lane_index)
+            front, _ = self.neighbours(road, ego, ego.target_lane_index)
             acc = min(acc, self.idm(ego, front))
         return float(acc), float(steer)
+
+    def neighbours(self, road, ego, lane_index):
+        """(car or object ahead in `lane_index` within sight, car behind): highway-env's
+        `road.neighbour_vehicles`, with what is ahead beyond the driver's sight left out."""
+        front, rear = road.neighbour_vehicles(ego, lane_index)
+        if front is not None and \
+                ego.lane_distance_to(front, road.network.get_lane(lane_index)) > self._sight:
+            front = None
+        return front, rear
 
     def desired_speed(self, ego) -> float:
         limit = ego.lane.speed_limit if ego.lane is not None and ego.lane.speed_limit else 30.0
@@ -171,7 +200,7 @@ class Driver:
     def _mobil(self, road, ego, lane_index, ignore_gain: bool = False) -> bool:
         """MOBIL with the profile's politeness, threshold and safety limit."""
         p = self.profile
-        new_preceding, new_following = road.neighbour_vehicles(ego, lane_index)
+        new_preceding, new_following = self.neighbours(road, ego, lane_index)
         new_following_a = self._others_idm(new_following, new_preceding)
         new_following_pred_a = self._others_idm(new_following, ego)
         if new_following_pred_a < -p.lane_change_max_braking:
@@ -180,7 +209,7 @@ class Driver:
             return False
         if ignore_gain:
             return True
-        old_preceding, old_following = road.neighbour_vehicles(ego)
+        old_preceding, old_following = self.neighbours(road, ego, ego.lane_index)
         self_pred_a = self.idm(ego, new_preceding)
         route = getattr(ego, "route", None)
         if route and route[0][2] is not None:

@@ -103,6 +103,7 @@ def record_clip(task: ClipTask, config: FleetConfig) -> RecordedClip:
             "scenario": task.scenario, "seed": task.seed, "index": task.index,
             "vehicle_id": task.vehicle_id, "driver_id": task.driver_id,
             "profile_params": PROFILES[task.driver_profile].to_dict(),
+            "driver_sight_m": camera.reach_ahead_m,   # Driver's default: the camera's reach
             "destination": list(env.final_edge) if env.final_edge else None,
             "ego_collided": bool(telemetry["collision"].any()),
             "others": others,   # per frame: [x, y, heading, speed] of road users near the ego
