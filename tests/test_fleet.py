@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -111,12 +113,10 @@ def test_step_command_applies_the_command():
     env.close()
 
 
-def test_a_driver_sees_as_far_ahead_as_the_camera():
-    """A stopped object in the ego's lane beyond the camera's reach does not exist for the
-    driver (the frames do not show it); within reach it brakes. With unlimited sight (the
-    IDM's own view) it brakes for it at both distances."""
-    import math
-
+def test_a_driver_with_the_cameras_sight_ignores_what_the_frames_do_not_show():
+    """With `sight` the camera's reach, a stopped object in the ego's lane beyond it does not
+    exist for the driver; within reach it brakes. With the default (unlimited, the IDM's own
+    view) it brakes for it at both distances. The fleet config passes its sight on."""
     from highway_env.vehicle.objects import Obstacle
 
     from opendojo.fleet.drivers import Driver
@@ -131,21 +131,42 @@ def test_a_driver_sees_as_far_ahead_as_the_camera():
         lane = road.network.get_lane(ego.lane_index)
         s_ego = lane.local_coordinates(ego.position)[0]
 
-        def acc(ahead: float | None, sight: float | None) -> float:
+        def acc(ahead: float | None, sight: float) -> float:
             road.objects[:] = [] if ahead is None else [
                 Obstacle(road, lane.position(s_ego + ahead, 0.0), heading=lane.heading_at(s_ego))]
             d = Driver("expert", seed=0, sight=sight)
             d.reset(env)
             return d.command(env)[0]
 
-        free = acc(None, None)
-        assert acc(reach + 20, None) == pytest.approx(free)       # out of view: not there
-        assert acc(reach + 20, math.inf) < free - 1.0             # highway-env's view: brakes
-        assert acc(reach - 20, None) < free - 1.0                 # in view: brakes
+        free = acc(None, reach)
+        assert acc(reach + 20, reach) == pytest.approx(free)      # out of view: not there
+        assert acc(reach - 20, reach) < free - 1.0                # in view: brakes
+        assert acc(reach + 20, math.inf) < free - 1.0             # the default view: brakes
+        assert Driver("expert").sight == math.inf
         with pytest.raises(ValueError, match="sight"):
             Driver("expert", sight=0.0)
     finally:
         env.close()
+    with pytest.raises(ConfigError):
+        load_config(FleetConfig, None, driver_sight=-1.0)
+
+
+def test_the_fleet_records_with_its_drivers_sight(monkeypatch):
+    import opendojo.fleet.recorder as recorder
+    from opendojo.fleet.generate import plan_clips
+
+    seen = []
+
+    class Spy(recorder.Driver):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            seen.append(self.sight)
+
+    monkeypatch.setattr(recorder, "Driver", Spy)
+    for sight, want in [(40.0, 40.0), (None, math.inf)]:
+        cfg = FleetConfig(clips=1, clip_seconds=(1.0, 1.0), driver_sight=sight)
+        clip = recorder.record_clip(plan_clips(cfg)[0], cfg)
+        assert seen[-1] == want and clip.truth["driver_sight_m"] == sight
 
 
 def test_rare_events_and_human_drivers():

@@ -28,10 +28,10 @@ class Camera:
     # How far ahead it sees decides what a driving network can react to. 96 px at ego_row 0.75
     # showed 48 m, so braking appeared in the labels before its cause appeared in the frames,
     # and networks trained on it drove into stalled cars at full speed. 128 px at ego_row 0.875
-    # shows 75 m ahead and 11 m behind, and the fleet's drivers see no further ahead than
-    # that (`opendojo.fleet.drivers.Driver`; unlimited, they braked for a stopped car ~130 m
-    # ahead at 25 m/s). 1.5 px/m is the smallest scale at which highway-env still fills cars
-    # with their colour (at 1 px/m they are grey outlines), which the video-based headway of
+    # shows 75 m ahead and 11 m behind; the fleet's drivers (IDM) still start braking for a
+    # stopped car ~130 m ahead at 25 m/s unless `FleetConfig.driver_sight` limits what they
+    # see. 1.5 px/m is the smallest scale at which highway-env still fills cars with their
+    # colour (at 1 px/m they are grey outlines), which the video-based headway of
     # `opendojo.engine.quality` relies on.
     width: int = 128
     height: int = 128

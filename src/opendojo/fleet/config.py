@@ -50,6 +50,9 @@ class FleetConfig(StageConfig):
                                    description="share of clips with a rare event")
     vehicles: int = Field(20, ge=1, description="cars in the fleet, one fixed driver each")
     expert_share: float = Field(0.3, ge=0.0, le=1.0, description="share of expert drivers")
+    driver_sight: float | None = Field(
+        None, gt=0, description="metres ahead within which the drivers notice cars and "
+        "objects (unset: any distance, highway-env's view; the camera shows 75 m ahead)")
 
     @field_validator("width", "height")
     @classmethod

@@ -10,10 +10,11 @@ A `Driver` turns a profile into a policy on an env made by `opendojo.fleet.env.m
 the fleet applies it with `step_command`, so every command is recorded. Drivers work as
 expert/human policies for closed-loop evaluation too (e.g. the expert as safety driver).
 
-A driver sees as far ahead as the car's camera does (`Driver.sight`). highway-env's IDM and
-MOBIL see the next car in a lane at any distance: such a driver braked for a stopped car
-~130 m ahead at 25 m/s, where the 75 m camera showed an empty lane, so the hindsight labels
-held reactions to things the video never showed.
+highway-env's IDM and MOBIL see the next car in a lane at any distance: a driver brakes for a
+stopped car ~130 m ahead at 25 m/s, where the 75 m camera shows an empty lane. `Driver.sight`
+(the fleet's `driver_sight`) limits that, so that what a driver reacts to is in the recorded
+frames; it is off by default, because at the demo's scale it did not make a better network
+(docs/training.md, "The drivers see what the camera sees").
 """
 
 from __future__ import annotations
@@ -79,20 +80,17 @@ class Driver:
     Call `reset(env)` at the start of each episode and `command(env)` once per policy step.
     `seed` fixes its own randomness (noise, random lane changes).
 
-    `sight`: how many metres ahead the driver notices the next car or object in a lane.
-    None (the default) is as far as the env's camera shows ahead (`env.camera`, set by
-    `make_env`; unlimited on an env without one), so that what the driver reacts to is in
-    the recorded frames; `math.inf` is highway-env's unlimited view. Cars behind (the
-    mirrors) are seen at any distance.
+    `sight`: how many metres ahead the driver notices the next car or object in a lane
+    (default: any distance, highway-env's view; the camera's reach is
+    `Camera.reach_ahead_m`). Cars behind (the mirrors) are seen at any distance.
     """
 
     def __init__(self, profile: DriverProfile | str = EXPERT, seed: int = 0,
-                 sight: float | None = None):
-        if sight is not None and not sight > 0:
-            raise ValueError(f"sight must be > 0 metres (or None: the camera's), got {sight}")
+                 sight: float = math.inf):
+        if not sight > 0:
+            raise ValueError(f"sight must be > 0 metres, got {sight}")
         self.profile = PROFILES[profile] if isinstance(profile, str) else profile
-        self.sight = sight
-        self._sight = math.inf if sight is None else sight   # resolved per command
+        self.sight = float(sight)
         self.rng = np.random.default_rng(seed)
         self._queue: deque = deque()
         self._timer = 0.0
@@ -112,9 +110,6 @@ class Driver:
         p = self.profile
         if ego.crashed:
             return self._limit(ego, -ego.speed / dt, 0.0, dt)
-        camera = getattr(env, "camera", None)
-        self._sight = self.sight if self.sight is not None else (
-            camera.reach_ahead_m if camera is not None else math.inf)
         acc, steer = self._intended(base, ego, dt)
         # Human imperfections: late, noisy hands and feet.
         if p.steering_noise:
@@ -152,7 +147,7 @@ class Driver:
         `road.neighbour_vehicles`, with what is ahead beyond the driver's sight left out."""
         front, rear = road.neighbour_vehicles(ego, lane_index)
         if front is not None and \
-                ego.lane_distance_to(front, road.network.get_lane(lane_index)) > self._sight:
+                ego.lane_distance_to(front, road.network.get_lane(lane_index)) > self.sight:
             front = None
         return front, rear
 

@@ -11,6 +11,7 @@ steering at frame i are the command the driver applied from that frame on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -93,7 +94,8 @@ def record_clip(task: ClipTask, config: FleetConfig) -> RecordedClip:
     camera = config.camera()
     env = make_env(task.scenario, task.seed, config, rare_event=task.rare_event, camera=camera)
     try:
-        driver = Driver(PROFILES[task.driver_profile], task.driver_seed)
+        driver = Driver(PROFILES[task.driver_profile], task.driver_seed,
+                        sight=config.driver_sight or math.inf)
         frames, telemetry, others = drive(env, driver, task.n_frames, camera)
         route = env.route_command
         truth = {
@@ -103,7 +105,7 @@ def record_clip(task: ClipTask, config: FleetConfig) -> RecordedClip:
             "scenario": task.scenario, "seed": task.seed, "index": task.index,
             "vehicle_id": task.vehicle_id, "driver_id": task.driver_id,
             "profile_params": PROFILES[task.driver_profile].to_dict(),
-            "driver_sight_m": camera.reach_ahead_m,   # Driver's default: the camera's reach
+            "driver_sight_m": config.driver_sight,    # None: unlimited
             "destination": list(env.final_edge) if env.final_edge else None,
             "ego_collided": bool(telemetry["collision"].any()),
             "others": others,   # per frame: [x, y, heading, speed] of road users near the ego
