@@ -52,7 +52,8 @@ class FleetConfig(StageConfig):
     expert_share: float = Field(0.3, ge=0.0, le=1.0, description="share of expert drivers")
     driver_sight: float | None = Field(
         None, gt=0, description="metres ahead within which the drivers notice cars and "
-        "objects (unset: any distance, highway-env's view; the camera shows 75 m ahead)")
+        "objects (unset: any distance, highway-env's view; the default camera shows "
+        f"{_CAMERA.reach_ahead_m:.1f} m ahead)")
 
     @field_validator("width", "height")
     @classmethod
