@@ -14,7 +14,7 @@ highway-env's IDM and MOBIL see the next car in a lane at any distance: a driver
 stopped car ~130 m ahead at 25 m/s, where the 75 m camera shows an empty lane. `Driver.sight`
 (the fleet's `driver_sight`) limits that, so that what a driver reacts to is in the recorded
 frames; it is off by default, because at the demo's scale it did not make a better network
-(docs/training.md, "The drivers see what the camera sees").
+(docs/training.md, "Drivers who see only what the camera sees").
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class Driver:
             acc = min(acc, self.idm(ego, front))
         return float(acc), float(steer)
 
-    def neighbours(self, road, ego, lane_index):
+    def neighbours(self, road, ego, lane_index) -> tuple:
         """(car or object ahead in `lane_index` within sight, car behind): highway-env's
         `road.neighbour_vehicles`, with what is ahead beyond the driver's sight left out."""
         front, rear = road.neighbour_vehicles(ego, lane_index)
