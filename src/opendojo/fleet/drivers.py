@@ -146,7 +146,7 @@ class Driver:
         """(car or object ahead in `lane_index` within sight, car behind): highway-env's
         `road.neighbour_vehicles`, with what is ahead beyond the driver's sight left out."""
         front, rear = road.neighbour_vehicles(ego, lane_index)
-        if front is not None and \
+        if front is not None and self.sight < math.inf and \
                 ego.lane_distance_to(front, road.network.get_lane(lane_index)) > self.sight:
             front = None
         return front, rear

@@ -149,9 +149,9 @@ class ClipLabels:
             f = frame[m]
             eligible = valid[m] & ((f >= history) | start_frames)
             samples = f[eligible].astype(np.int64)
-            tel = store.telemetry(c) if poses or reaction_oversample else None
+            tel = telemetry_arrays(store.telemetry(c)) if poses or reaction_oversample else None
             if reaction_oversample:
-                hot = reaction_frames(telemetry_arrays(tel), spec.horizon_s)[samples]
+                hot = reaction_frames(tel, spec.horizon_s)[samples]
                 samples = np.concatenate([samples] + [samples[hot]] * reaction_oversample)
             self.per_clip[c] = {
                 "frame": f, "sample_frames": samples,
@@ -162,7 +162,7 @@ class ClipLabels:
                 "command": cmd[m],
             }
             if poses:   # the collision cost's ego motion (opendojo.train.occupancy.ego_motion)
-                self.per_clip[c]["pose"] = tuple(tel.column(k).to_numpy() for k in ("x", "y", "heading"))
+                self.per_clip[c]["pose"] = tuple(tel[k] for k in ("x", "y", "heading"))
         self.n_samples = sum(len(v["sample_frames"]) for v in self.per_clip.values())
         if self.n_samples == 0:
             raise DatasetError(f"none of the {len(self.clip_ids)} clips has a frame with a full "
