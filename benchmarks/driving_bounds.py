@@ -1,0 +1,198 @@
+"""What limits the network's driving score: two bounds beside the network, on one suite.
+
+A diagnosis, not a product feature: it asks whether the closed loop's driving interface or
+the network's predictions hold the score down, and how much braking alone could add.
+Arms, each on the same held-out items (the validation suite by default, so that nothing
+here tunes on the test suite the demo reports):
+
+  network               the checkpoint as `dojo eval --closed-loop` drives it
+  network+video_brake   the same, with its acceleration capped by IDM on the video headway
+                        of the raw camera frame (`opendojo.engine.quality.gap_ahead`: the
+                        nearest coloured pixel in the ego's lane strip; its closing speed by
+                        finite differences). A perfect "brake for what is in my lane ahead",
+                        from video only: how much of the gap braking could close.
+  expert_plan           the expert's own next 3 s, rolled out at every step in a copy of the
+                        simulator, fed as the trajectory to the closed loop's pure pursuit:
+                        a network that predicted the expert perfectly. This arm reads the
+                        simulator (it copies it), which only a diagnosis may do; nothing is
+                        trained on it.
+  expert                the expert driving itself (highway-env's IDM + MOBIL)
+
+Per arm: the suite summary (`opendojo.evaluate.scoring.summarize`) and the split between the
+obstacle and stalled-vehicle items ("stopped things") and the rest.
+
+    .venv/bin/python benchmarks/driving_bounds.py --checkpoint runs/demo/train > bounds.json
+
+About 8 minutes on 2 cores for the validation suite at 2 episodes per item (the expert
+plan arm rolls 30 simulator steps out per step, ~9 s an episode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import time
+
+import numpy as np
+
+import _pool
+from _pool import log
+
+# -- settings -------------------------------------------------------------------------------
+EPISODES_PER_ITEM = 2
+SUITE = "validation"
+WORKERS = 2
+EPISODE_S = 15.0
+ARMS = ("network", "network+video_brake", "expert_plan", "expert")
+STOPPED_THINGS = ("obstacle", "stalled_vehicle")
+# IDM on the video headway (m, s, m/s^2): jam gap from the ego's front, time gap, max
+# acceleration, comfortable braking; strongest braking the cap asks for.
+BRAKE_S0, BRAKE_T, BRAKE_A, BRAKE_B, BRAKE_MAX = 4.0, 1.0, 3.0, 6.0, 8.0
+BRAKE_JUMP_M = 3.0                    # a headway change this large in one step is another object
+PLAN_STEPS, PLAN_EVERY = 30, 5        # the expert plan: 3 s at 10 Hz, a waypoint every 0.5 s
+
+
+class VideoBrake:
+    """A network driver whose acceleration never exceeds IDM's on the camera's video headway."""
+
+    def __init__(self, net):
+        self.net = net
+        self.last_prediction = None
+
+    def reset(self, env) -> None:
+        self.net.reset(env)
+        self.gap, self.closing = None, 0.0
+
+    def command(self, env) -> tuple[float, float]:
+        from opendojo.engine.quality import gap_ahead
+        from opendojo.fleet.camera import render_ego_view
+        from opendojo.fleet.env import ego_state
+
+        acc, steer = self.net.command(env)
+        self.last_prediction = self.net.last_prediction
+        gap = float(gap_ahead(render_ego_view(env, env.camera)[None])[0])
+        dt = 1.0 / env.unwrapped.config["policy_frequency"]
+        v = ego_state(env)["speed"]
+        prev, self.gap = self.gap, gap
+        if not math.isfinite(gap):
+            return acc, steer
+        if prev is None or not math.isfinite(prev) or abs(prev - gap) > BRAKE_JUMP_M:
+            self.closing = v        # something new in the lane: assume it stands still
+        else:
+            self.closing = 0.5 * self.closing + 0.5 * (prev - gap) / dt
+        wanted = BRAKE_S0 + max(0.0, v * BRAKE_T + v * self.closing / (2 * math.sqrt(BRAKE_A * BRAKE_B)))
+        idm = BRAKE_A * (1.0 - (wanted / max(gap, 0.1)) ** 2)
+        return min(acc, max(idm, -BRAKE_MAX)), steer
+
+
+class ExpertPlan:
+    """Pure pursuit on the expert's own next 3 s, rolled out in a copy of the simulator."""
+
+    def __init__(self, seed: int):
+        from opendojo.fleet.drivers import make_driver
+        from opendojo.train.model import PolicyConfig
+
+        self.expert = make_driver("expert", seed)
+        self.cfg = PolicyConfig(horizon=PLAN_STEPS // PLAN_EVERY, horizon_s=PLAN_STEPS / 10)
+
+    def reset(self, env) -> None:
+        self.expert.reset(env)
+
+    def command(self, env) -> tuple[float, float]:
+        from opendojo.evaluate.closed_loop import pure_pursuit
+        from opendojo.fleet.env import ego_state, step_command
+
+        base = env.unwrapped
+        viewer, base.viewer = base.viewer, None       # the renderer does not copy
+        sim = copy.deepcopy(base)
+        base.viewer = viewer
+        driver = copy.deepcopy(self.expert)
+        now = ego_state(sim)
+        c, s = math.cos(now["heading"]), math.sin(now["heading"])
+        plan = []
+        for k in range(1, PLAN_STEPS + 1):
+            step_command(sim, *driver.command(sim))
+            if k % PLAN_EVERY == 0:
+                p = ego_state(sim)
+                dx, dy = p["x"] - now["x"], p["y"] - now["y"]
+                plan.append((c * dx + s * dy, -s * dx + c * dy))   # the labels' ego frame
+        self.expert.command(env)                      # keep the expert's own timers in step
+        return pure_pursuit(np.array(plan), now["speed"], self.cfg, 1.0)
+
+
+def _driver(arm: str, checkpoint: str, seed: int):
+    from opendojo.evaluate.closed_loop import NetworkDriver, _cached_network
+    from opendojo.fleet.drivers import make_driver
+
+    if arm == "network":
+        return NetworkDriver(_cached_network(checkpoint))
+    if arm == "network+video_brake":
+        return VideoBrake(NetworkDriver(_cached_network(checkpoint)))
+    if arm == "expert_plan":
+        return ExpertPlan(seed)
+    return make_driver("expert", seed)
+
+
+def _job(args) -> dict:
+    from opendojo.evaluate.closed_loop import run_episode
+
+    arm, checkpoint, item, duration = args
+    ep, _ = run_episode(_driver(arm, checkpoint, item.seed), arm, item, duration)
+    return ep.to_dict()
+
+
+def split(episodes: list[dict]) -> dict:
+    """Mean score and collisions on the stopped-things items and on the rest."""
+    out = {}
+    for name, keep in (("stopped_things", True), ("rest", False)):
+        g = [e for e in episodes if (e["rare_event"] in STOPPED_THINGS) == keep]
+        out[name] = {"episodes": len(g), "score": round(float(np.mean([e["score"] for e in g])), 4),
+                     "collisions": sum(1 for e in g if e["collision"]),
+                     "route_completion": round(float(np.mean([e["route_completion"] for e in g])), 4)}
+    return out
+
+
+def main(argv=None) -> None:
+    import multiprocessing as mp
+
+    from opendojo.errors import DojoError
+    from opendojo.evaluate.closed_loop import SUITES, suite
+    from opendojo.train.checkpoint import resolve
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default="runs/demo/train", help="run dir or step file")
+    ap.add_argument("--suite", default=SUITE, choices=list(SUITES))
+    ap.add_argument("--episodes-per-item", type=int, default=EPISODES_PER_ITEM)
+    ap.add_argument("--workers", type=int, default=WORKERS)
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    a = ap.parse_args(argv)
+    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        checkpoint = str(resolve(a.checkpoint))
+    except DojoError as e:
+        raise SystemExit(f"{e} (train one with `make demo`, or pass --checkpoint)") from None
+    items = suite(a.episodes_per_item, seed_offset=SUITES[a.suite])
+    t0 = time.perf_counter()
+    with _pool.json_stdout() as emit:
+        episodes = []
+        with mp.get_context("spawn").Pool(a.workers) as pool:
+            for arm in a.arms:
+                t = time.perf_counter()
+                jobs = [(arm, checkpoint, it, EPISODE_S) for it in items]
+                got = pool.map(_job, jobs, chunksize=1)
+                episodes += got
+                s = _pool.summary(got)
+                log(f"{arm}: score {s['score']:.3f}, {s['collisions_per_km']:.2f} collisions/km "
+                    f"({time.perf_counter() - t:.0f} s)")
+        groups = _pool.by_driver(episodes)
+        emit({"checkpoint": checkpoint, "suite": a.suite, "seeds": f"{items[0].seed}..{items[-1].seed}",
+              "episodes_per_item": a.episodes_per_item, "seconds": round(time.perf_counter() - t0, 1),
+              "arms": {arm: {**_pool.summary(groups[arm]), **split(groups[arm])} for arm in a.arms},
+              "per_item": _pool.per_item(episodes, list(a.arms)), "episodes": episodes})
+
+
+if __name__ == "__main__":
+    main()
