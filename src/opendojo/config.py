@@ -2,7 +2,8 @@
 
 A config file is a TOML table per stage (``[fleet]``, ``[train]`` ...). `load_config`
 merges, in order: the model's defaults, the file's table, then explicit overrides (the
-CLI's flags). Unknown keys are errors, so a typo never silently does nothing.
+CLI's flags). Unknown keys and unknown tables are errors, so a typo never silently does
+nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from opendojo.errors import ConfigError
+
+# The tables a config file may hold, one per stage that reads one (`load_config`'s section).
+SECTIONS = ("demo", "fleet", "loop", "train")
 
 
 class StageConfig(BaseModel):
@@ -40,6 +44,11 @@ def load_config(cls: type[C], path: str | Path | None = None, section: str | Non
             raise ConfigError(f"{p}: config file not found") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        stray = [k for k in data if k not in SECTIONS]
+        if stray:
+            what = f"table [{stray[0]}]" if isinstance(data[stray[0]], dict) else f"key {stray[0]!r} outside any table"
+            raise ConfigError(f"{p}: unknown {what} (a config file holds the tables "
+                              f"{', '.join(f'[{t}]' for t in SECTIONS)})")
         if section is not None:
             data = data.get(section, {})
         values.update(data)

@@ -4,3 +4,11 @@ import os
 
 # Where commands look for the clip store unless told otherwise.
 DEFAULT_STORE = os.environ.get("DOJO_STORE", "data/fleet")
+
+
+def store_option(help: str = "Clip store: a directory or an fsspec URL "
+                             "(default $DOJO_STORE, else data/fleet)."):
+    """The `--store` option every command that reads or writes a clip store takes."""
+    import typer
+
+    return typer.Option(DEFAULT_STORE, "--store", "-s", help=help, show_default=False)

@@ -9,11 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from opendojo.clips import DEFAULT_STORE
+from opendojo.clips import store_option
 
 console = Console(soft_wrap=True)
 clips_app = typer.Typer(help="Look at the clips in a store.", no_args_is_help=True)
-StoreOpt = typer.Option(DEFAULT_STORE, "--store", "-s", help="Clip store URL or directory.")
+StoreOpt = store_option()
 
 
 def register(app: typer.Typer) -> None:
@@ -61,7 +61,10 @@ def ls_cmd(
 ) -> None:
     """List clips (filterable)."""
     from opendojo.clips.store import ClipStore
+    from opendojo.errors import ConfigError
 
+    if limit < 0:
+        raise ConfigError(f"--limit must be 0 (all) or more, not {limit}")
     s = ClipStore(store)
     rows = s.catalog(where).sort_by("clip_id").to_pylist()
     table = Table(title=f"{len(rows)} clip(s) in {s.url}" + (f" where {where}" if where else ""))

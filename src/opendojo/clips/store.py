@@ -71,7 +71,12 @@ class ClipStore:
 
     def __init__(self, url: str | os.PathLike, must_exist: bool = True):
         self.url = str(url).rstrip("/")
-        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        try:
+            self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        except ImportError as e:   # fsspec names the package its protocol needs
+            raise StoreError(f"{self.url}: {e}") from None
+        except ValueError as e:    # an unknown protocol
+            raise StoreError(f"{self.url}: not a store URL fsspec knows ({e})") from None
         if must_exist and not self.fs.exists(self._p(CATALOG)) and not self.fs.exists(self._p("clips")):
             raise StoreError(f"{self.url}: no clip store here (make one with `dojo fleet generate` "
                              "or `dojo ingest`)")

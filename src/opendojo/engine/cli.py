@@ -8,12 +8,12 @@ from typing import Optional
 
 import typer
 
-from opendojo.clips import DEFAULT_STORE
+from opendojo.clips import store_option
 from opendojo.fleet.config import RARE_EVENT_RATE
 
 engine_app = typer.Typer(help="The data engine: what the fleet's clips are worth.",
                          no_args_is_help=True)
-StoreOpt = typer.Option(DEFAULT_STORE, "--store", "-s", help="Clip store URL or directory.")
+StoreOpt = store_option()
 ForceOpt = typer.Option(False, "--force", help="Recompute clips already done by this code version.")
 
 
@@ -123,9 +123,15 @@ def fleet_drive_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c"),
                                                           help="share of episodes with a rare event")) -> None:
     """Online: drive the simulated fleet with the network (safety driver) or beside a driver."""
     from opendojo.engine.disengage import fleet_drive
+    from opendojo.errors import ConfigError
+    from opendojo.fleet.drivers import PROFILES
 
     if mode not in ("safety", "shadow"):
-        raise typer.BadParameter("--mode must be safety or shadow")
+        raise ConfigError(f"--mode must be safety or shadow, not {mode!r}")
+    if profile not in PROFILES:
+        raise ConfigError(f"--profile: no driver profile {profile!r} (one of {', '.join(PROFILES)})")
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, not {episodes}")
     out = fleet_drive(_open(store), checkpoint, mode=mode, episodes=episodes, seed=seed,
                       profile=profile, rare_event_rate=rare_event_rate)
     typer.echo(json.dumps(out))
@@ -162,6 +168,9 @@ def similar_cmd(clip_id: str = typer.Argument(..., help="a clip id"),
                 k: int = typer.Option(10, "-k", help="how many")) -> None:
     """The clips most like this one (cosine similarity of clip embeddings, FAISS)."""
     from opendojo.engine.index import similar
+    from opendojo.errors import ConfigError
 
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1, not {k}")
     for cid, sim in similar(_open(store), clip_id, k):
         typer.echo(f"{cid}  {sim:.3f}")

@@ -8,13 +8,15 @@ from typing import Optional
 
 import typer
 
+from opendojo.clips import store_option
+
 fleet_app = typer.Typer(help="The simulated fleet: drive, film and store clips.",
                         no_args_is_help=True)
 
 
 @fleet_app.command("generate")
 def generate_cmd(
-    store: str = typer.Option(..., "--store", help="clip store path or fsspec URL"),
+    store: str = store_option(),
     clips: Optional[int] = typer.Option(None, "--clips", help="number of clips"),
     workers: Optional[int] = typer.Option(None, "--workers", help="worker processes"),
     seed: Optional[int] = typer.Option(None, "--seed", help="fleet seed"),
@@ -43,7 +45,7 @@ def generate_cmd(
 
 @fleet_app.command("stats")
 def stats_cmd(
-    store: str = typer.Option(..., "--store", help="clip store path or fsspec URL"),
+    store: str = store_option(),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Counts per scenario, route, driver and (sim truth) profile and rare event."""

@@ -6,9 +6,11 @@ import json
 
 import typer
 
+from opendojo.clips import store_option
+
 
 def label(
-    store: str = typer.Option(..., "--store", help="clip store URL or path"),
+    store: str = store_option(),
     horizon_s: float = typer.Option(3.0, help="seconds of future trajectory"),
     waypoints: int = typer.Option(6, help="waypoints over the horizon"),
     filter: str = typer.Option(None, "--filter", help="SQL predicate on the catalog"),

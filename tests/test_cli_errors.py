@@ -1,0 +1,81 @@
+"""User errors outside training and evaluation: a config file's stray tables, the default
+store, store URLs without their filesystem, and bad counts on the clip and engine commands.
+Each is refused with one line (a DojoError) before anything runs."""
+
+import importlib.util
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from opendojo.cli import app
+from opendojo.config import SECTIONS, load_config
+from opendojo.errors import ConfigError, DojoError, StoreError
+
+runner = CliRunner()
+
+
+def _refused(args, *words):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1, res.output
+    assert isinstance(res.exception, DojoError), res.exception
+    msg = str(res.exception)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+def test_a_config_file_with_a_misspelled_table_or_a_stray_key_is_refused(tmp_path):
+    from opendojo.demo import DemoConfig
+
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[trian]\nlr = 0.5\n\n[demo]\nclips = 20\n')
+    with pytest.raises(ConfigError, match=r"unknown table \[trian\]"):
+        load_config(DemoConfig, typo, section="demo")
+    stray = tmp_path / "stray.toml"
+    stray.write_text('clips = 20\n\n[demo]\nseed = 1\n')
+    with pytest.raises(ConfigError, match="key 'clips' outside any table"):
+        load_config(DemoConfig, stray, section="demo")
+    # every stage's table may share one file; each stage reads its own
+    ok = tmp_path / "ok.toml"
+    ok.write_text("".join(f"[{s}]\n" for s in SECTIONS) + "[train.model]\nwidth = 8\n")
+    ok.write_text(ok.read_text().replace("[demo]\n", "[demo]\nclips = 20\n"))
+    assert load_config(DemoConfig, ok, section="demo").clips == 20
+
+
+def test_store_commands_default_to_the_documented_store(tmp_path, monkeypatch):
+    from opendojo.clips import DEFAULT_STORE
+    from opendojo.clips.store import ClipStore
+
+    if os.path.isabs(DEFAULT_STORE):
+        pytest.skip("DOJO_STORE points at an absolute store")
+    monkeypatch.chdir(tmp_path)
+    msg = _refused(["fleet", "stats"], "no clip store here")
+    assert msg.startswith(DEFAULT_STORE), msg
+    ClipStore.create(DEFAULT_STORE)
+    for args in (["fleet", "stats", "--json"], ["label"], ["engine", "triggers"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, (args, res.output, res.exception)
+
+
+def test_store_urls_whose_filesystem_is_missing_or_unknown_are_one_line():
+    from opendojo.clips.store import ClipStore
+
+    with pytest.raises(StoreError, match="not a store URL fsspec knows"):
+        ClipStore("nosuchprotocol://bucket/store")
+    if importlib.util.find_spec("s3fs") is None:
+        with pytest.raises(StoreError, match="s3fs"):
+            ClipStore("s3://bucket/store")
+
+
+def test_bad_counts_on_clip_and_engine_commands_are_refused(tmp_path):
+    from opendojo.clips.store import ClipStore
+
+    store = str(ClipStore.create(tmp_path / "s").url)
+    _refused(["clips", "ls", "--store", store, "--limit", "-1"], "--limit")
+    _refused(["clips", "similar", "abc", "--store", store, "-k", "0"], "-k")
+    drive = ["engine", "fleet-drive", "-c", str(tmp_path / "none"), "--store", store]
+    _refused([*drive, "--profile", "nobody"], "--profile", "nobody", "expert")
+    _refused([*drive, "--mode", "both"], "--mode")
+    _refused([*drive, "--episodes", "0"], "--episodes")
