@@ -7,6 +7,7 @@ that `dojo --help` stays fast. A `DojoError` is printed as one line and exits wi
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -22,6 +23,9 @@ app = typer.Typer(
     add_completion=False,
 )
 err_console = Console(stderr=True)
+# Lance's Rust log warns on every first write of a table ("No existing dataset ..., it will be
+# created"): expected here, so the CLI shows Lance's errors only (set LANCE_LOG to see more).
+os.environ.setdefault("LANCE_LOG", "error")
 
 _AREAS = ("fleet", "clips", "label", "train", "evaluate", "engine", "machine", "report")
 

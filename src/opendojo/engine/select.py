@@ -353,7 +353,9 @@ def coarse_cells(x: np.ndarray, seed: int = 0,
     nlist = min(int(nlist or _auto_cells(n)), n)
     rng = np.random.default_rng(seed)
     sample = x[rng.choice(n, size=min(n, 40 * nlist), replace=False)]
-    km = faiss.Kmeans(dim, nlist, niter=10, seed=seed, spherical=True, verbose=False)
+    # a small pool has fewer than FAISS's 39 points per cell, by design: no warning for it
+    km = faiss.Kmeans(dim, nlist, niter=10, seed=seed, spherical=True, verbose=False,
+                      min_points_per_centroid=1)
     km.train(np.ascontiguousarray(sample))
     dist, cells = km.index.search(x, 1)
     return cells[:, 0].astype(np.int64), np.sqrt(np.maximum(dist[:, 0], 0)), nlist
