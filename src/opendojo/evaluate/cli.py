@@ -70,9 +70,10 @@ def _closed_loop(checkpoint, store, out, episodes, workers, duration, control, b
     from rich.progress import Progress
 
     from opendojo.clips.store import ClipStore
-    from opendojo.evaluate.closed_loop import evaluate_suite, print_summary
+    from opendojo.evaluate.closed_loop import check_suite_args, evaluate_suite, print_summary
     from opendojo.train.checkpoint import read_meta, resolve
 
+    check_suite_args(episodes, workers, duration)   # evaluate_suite checks too; this is before any output
     ckpt = resolve(checkpoint)
     store = store or (read_meta(ckpt).get("train") or {}).get("store")
     cs = ClipStore(store) if store else None   # to check the suite's seeds are held out

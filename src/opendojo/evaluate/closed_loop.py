@@ -14,6 +14,7 @@ clip's seed falls in it.
 from __future__ import annotations
 
 import math
+import operator
 import os
 from collections import deque
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from opendojo.errors import DojoError
+from opendojo.errors import ConfigError, DojoError
 from opendojo.evaluate.scoring import Episode, episode_metrics
 
 from opendojo.fleet.config import EVAL_SEED_BASE  # seed ranges: see opendojo.fleet.config
@@ -308,6 +309,29 @@ def evaluate(drivers: dict[str, tuple], items: list[SuiteItem], workers: int = 2
     return out
 
 
+def check_suite_args(episodes_per_item, workers, duration_s) -> None:
+    """Refuse (one line, before anything runs) a suite that cannot be driven or scored: no
+    episodes, no workers, or episodes of no (or no finite) length, which would drive 0 km."""
+    def whole(v) -> int | None:
+        try:
+            return None if isinstance(v, bool) else operator.index(v)
+        except TypeError:
+            return None
+
+    if (n := whole(episodes_per_item)) is None or n < 1:
+        raise ConfigError(f"episodes per scenario and rare event (--episodes) must be a whole "
+                          f"number of at least 1, not {episodes_per_item!r}")
+    if (n := whole(workers)) is None or n < 1:
+        raise ConfigError(f"worker processes (--workers) must be a whole number of at least 1, not {workers!r}")
+    try:
+        ok = math.isfinite(duration_s) and duration_s > 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"episode duration (--duration) must be a positive number of seconds, "
+                          f"not {duration_s!r}")
+
+
 def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item: int = 2,
                    workers: int = 2, duration_s: float = 15.0, control: str = "trajectory",
                    baselines: bool = True, progress: Callable[[int, int], None] | None = None,
@@ -324,6 +348,7 @@ def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item:
     from opendojo.evaluate.scoring import summarize
     from opendojo.fleet.drivers import HUMAN_PROFILES
 
+    check_suite_args(episodes_per_item, workers, duration_s)
     if suite_name not in SUITES:
         raise DojoError(f"unknown suite {suite_name!r} (one of {', '.join(SUITES)})")
     items = suite(episodes_per_item, seed_offset=SUITES[suite_name])

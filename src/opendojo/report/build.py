@@ -10,12 +10,16 @@ A run directory (written by `dojo demo` and `dojo loop`) may hold:
     closed_loop.json    {"summary": {driver: suite summary}, "episodes": [...], "seeds": "a..b"}
     assets/clips/*.gif, assets/rollouts/*.gif   (captions in assets/captions.json)
 
-Every section is optional: the page shows what the run has.
+Every section is optional: the page shows what the run has; but a directory with none of
+the files above at its top (`RUN_FILES`: an empty one, a `dojo train` run dir) is refused,
+and nothing is written into it. Figures that can be undefined (collisions per km over 0 km)
+are null in the JSON (`opendojo.atomic.write_json`) and shown as "–".
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -26,24 +30,42 @@ from opendojo.errors import DojoError
 from opendojo.report.plots import closed_loop_bars, read_metrics, training_curves
 
 
+# What `dojo demo` and `dojo loop` write at the top of a run directory: one at least must be there.
+RUN_FILES = ("run.json", "loop.json", "fleet_stats.json", "open_loop.json", "closed_loop.json")
+
+
 def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DojoError(f"{path}: unreadable ({str(e).splitlines()[0]})") from None
+
+
+def num(value, fmt: str = "%.2f", missing: str = "–") -> str:
+    """A figure formatted, or `missing` where it is undefined (null in the JSON, NaN, absent)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return missing
+    return fmt % value
 
 
 def _verdict(summary: dict) -> str:
     net, fleet, expert = summary.get("network"), summary.get("fleet (humans)"), summary.get("expert")
     if not net:
         return "No network was evaluated in this run."
-    parts = [f"Network driving score {net['score']:.3f} "
-             f"(CI {net['score_ci'][0]:.3f}–{net['score_ci'][1]:.3f})"]
+    ci = net.get("score_ci") or [None, None]
+    parts = [f"Network driving score {num(net['score'], '%.3f')} "
+             f"(CI {num(ci[0], '%.3f')}–{num(ci[1], '%.3f')})"]
     if fleet:
-        better = "beats" if net["score"] > fleet["score"] else "does not beat"
-        parts.append(f"{better} the fleet-average human's {fleet['score']:.3f}")
+        both = num(net["score"]) != "–" and num(fleet["score"]) != "–"
+        better = ("beats" if net["score"] > fleet["score"] else "does not beat") if both else "vs"
+        parts.append(f"{better} the fleet-average human's {num(fleet['score'], '%.3f')}")
     if expert:
-        parts.append(f"against the expert's {expert['score']:.3f}")
-    tail = f"; {net['collisions_per_km']:.2f} collisions/km"
+        parts.append(f"against the expert's {num(expert['score'], '%.3f')}")
+    tail = f"; {num(net['collisions_per_km'])} collisions/km"
     if fleet:
-        tail += f" vs the fleet's {fleet['collisions_per_km']:.2f}"
+        tail += f" vs the fleet's {num(fleet['collisions_per_km'])}"
     return ", ".join(parts) + tail + "."
 
 
@@ -59,6 +81,12 @@ def build_report(run_dir: str | Path) -> Path:
     run = Path(run_dir)
     if not run.is_dir():
         raise DojoError(f"{run}: no such run directory")
+    if not any((run / f).is_file() for f in RUN_FILES):
+        trained = ((run / "config.json").exists() or (run / "checkpoints").is_dir()
+                   or any(run.glob("step-*.safetensors")))
+        hint = " (it looks like a `dojo train` run dir or its checkpoints)" if trained else ""
+        raise DojoError(f"{run}: not a run directory of `dojo demo` or `dojo loop`{hint}: "
+                        f"found none of {', '.join(RUN_FILES)}")
     meta = _load(run / "run.json") or {}
     assets = run / "assets"
     captions = _load(assets / "captions.json") or {}
@@ -107,8 +135,8 @@ def build_report(run_dir: str | Path) -> Path:
                             "vs_round_1": r.get("vs_round_1"),
                             "seconds": r["seconds"]} for r in loop["rounds"]],
                   "baselines": loop.get("baselines") or {}}
-        if not closed and rounds["baselines"]:
-            last = json.loads((run / f"round-{loop['rounds'][-1]['round']}" / "closed_loop.json").read_text())
+        last = _load(run / f"round-{loop['rounds'][-1]['round']}" / "closed_loop.json")
+        if not closed and rounds["baselines"] and last:
             summary = {"network": last["summary"]["network"], **rounds["baselines"]}
             plots["closed"] = closed_loop_bars(summary, assets / "closed_loop.png").relative_to(run).as_posix()
             closed = {"summary": summary, "verdict": _verdict(summary), "seeds": last.get("seeds", ""),
@@ -116,6 +144,7 @@ def build_report(run_dir: str | Path) -> Path:
     train_meta = _load(run / "train" / "summary.json")
     env = Environment(loader=FileSystemLoader(Path(__file__).parent),
                       autoescape=select_autoescape(["html"]))
+    env.filters["num"] = num
     html = env.get_template("template.html").render(
         run={"name": meta.get("name", run.name), "created_at": meta.get("created_at", ""),
              "code_version": meta.get("code_version", "?"),

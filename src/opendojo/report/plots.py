@@ -55,18 +55,25 @@ def training_curves(runs: dict[str, list[dict]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _value(v) -> float:
+    """A summary figure as a float; null (undefined, see `opendojo.atomic.write_json`) as NaN."""
+    return float("nan") if v is None else float(v)
+
+
 def closed_loop_bars(summary: dict[str, dict], path: Path) -> Path:
     """Driving score (with CI) and collisions per km for each driver."""
     names = list(summary)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
     colors = [COLORS.get(n, "#1f77b4") for n in names]
-    scores = [summary[n]["score"] for n in names]
-    lo = [summary[n]["score"] - summary[n]["score_ci"][0] for n in names]
-    hi = [summary[n]["score_ci"][1] - summary[n]["score"] for n in names]
+    scores = [_value(summary[n].get("score")) for n in names]
+    ci = [list(summary[n].get("score_ci") or [None, None]) for n in names]
+    lo = [s - _value(c[0]) for s, c in zip(scores, ci)]
+    hi = [_value(c[1]) - s for s, c in zip(scores, ci)]
     a1.bar(names, scores, yerr=[lo, hi], color=colors, capsize=3)
     a1.set_ylabel("driving score (95% CI)")
     a1.set_ylim(0, 1.05)
-    a2.bar(names, [summary[n]["collisions_per_km"] for n in names], color=colors)
+    # undefined rates (null in the JSON: no km driven) draw no bar
+    a2.bar(names, [_value(summary[n].get("collisions_per_km")) for n in names], color=colors)
     a2.set_ylabel("collisions per km")
     for ax in (a1, a2):
         ax.tick_params(axis="x", rotation=35)

@@ -19,6 +19,8 @@ from opendojo.errors import CheckpointError
 from opendojo.train.model import PolicyConfig
 
 _STEP = re.compile(r"^step-(\d+)\.json$")
+_WHAT = ("a training run directory (with checkpoints/) or a step-N.safetensors "
+         "with its step-N.json beside it")
 
 
 def _atomic(path: Path, write) -> None:
@@ -59,12 +61,20 @@ def resolve(path: str | Path) -> Path:
         d = p / "checkpoints" if (p / "checkpoints").is_dir() else p
         steps = checkpoints(d)
         if not steps:
-            raise CheckpointError(f"{path}: no checkpoint here")
+            raise CheckpointError(f"{path}: no checkpoint here; a checkpoint is {_WHAT}")
         return d / f"step-{steps[-1]}.safetensors"
     if p.suffix == ".json":
         p = p.with_suffix(".safetensors")
     if not p.exists() or not p.with_suffix(".json").exists():
-        raise CheckpointError(f"{path}: no such checkpoint")
+        if not Path(path).exists():
+            raise CheckpointError(f"{path}: no such checkpoint")
+        missing = None                       # half of a checkpoint: name the other half
+        if p.suffix == ".safetensors" and re.fullmatch(r"step-\d+", p.stem):
+            missing = p.with_suffix(".json") if p.exists() else p
+        raise CheckpointError(
+            f"{path}: exists but is not a checkpoint"
+            + (f" ({missing.name} is missing beside it); " if missing else "; ")
+            + f"a checkpoint is {_WHAT}")
     return p
 
 

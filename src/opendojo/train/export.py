@@ -11,7 +11,6 @@ the code version.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from opendojo import code_version
-from opendojo.atomic import write_json
+from opendojo.atomic import atomic_path, write_json
 from opendojo.errors import CheckpointError, ConfigError
 from opendojo.train.checkpoint import load_checkpoint, read_meta, resolve
 from opendojo.train.model import PolicyConfig, PolicyNet
@@ -50,6 +49,10 @@ def _random_inputs(pc: PolicyConfig, batch: int, seed: int = 0):
 def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4,
                 overwrite: bool = False, batch: int = 4) -> dict:
     out = Path(out)
+    sidecar = out.with_name(out.name + ".json")
+    for target in (out, sidecar):
+        if target.is_dir():
+            raise ConfigError(f"{target} is a directory; give --out a file name such as policy.onnx")
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists (pass --overwrite to replace it)")
     ckpt = resolve(checkpoint)
@@ -58,24 +61,19 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4
     load_checkpoint(ckpt, net, expect_model=pc.to_dict())
     net.eval()
     module = _Exported(net).eval()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
     args = _random_inputs(pc, 2, seed=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(tmp), input_names=list(INPUTS),
-                          output_names=list(OUTPUTS), opset_version=18, dynamo=False,
-                          dynamic_axes={n: {0: "batch"} for n in (*INPUTS, *OUTPUTS)})
-    try:
+    # written beside `out` under a temporary name, renamed only once it checks out; any
+    # failure before the rename (export, check, tolerance, rename) removes it
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(tmp), input_names=list(INPUTS),
+                              output_names=list(OUTPUTS), opset_version=18, dynamo=False,
+                              dynamic_axes={n: {0: "batch"} for n in (*INPUTS, *OUTPUTS)})
         diff = check_onnx(tmp, net, pc, batch)
-    except Exception:
-        tmp.unlink(missing_ok=True)
-        raise
-    if diff > tolerance:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"onnxruntime differs from PyTorch by {diff:.3g} > tolerance {tolerance:g}; "
-                              "nothing written")
-    os.replace(tmp, out)
+        if not diff <= tolerance:
+            raise CheckpointError(f"onnxruntime differs from PyTorch by {diff:.3g} > tolerance {tolerance:g}; "
+                                  "nothing written")
     info = {"onnx": str(out), "checkpoint": str(ckpt), "model": pc.to_dict(),
             "max_abs_diff": diff, "tolerance": tolerance, "opset": 18,
             "inputs": {"frames": "uint8 [B,T,H,W,3]", "speed": "float32 [B] m/s",
@@ -83,7 +81,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4
             "outputs": {"trajectory": "float32 [B,H,2] ego-frame metres", "controls":
                         "float32 [B,2] (acceleration m/s^2, steering rad)"},
             "code_version": code_version()}
-    write_json(out.with_name(out.name + ".json"), info)
+    write_json(sidecar, info)
     return info
 
 
