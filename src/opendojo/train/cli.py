@@ -10,6 +10,9 @@ from pathlib import Path
 
 import typer
 
+from opendojo.clips import store_option
+from opendojo.train.config import ModelSettings, TrainConfig
+
 dataset_app = typer.Typer(help="Dataset versions: named sets of clip ids, split by clip.",
                           no_args_is_help=True)
 model_app = typer.Typer(help="The policy network.", no_args_is_help=True)
@@ -18,7 +21,7 @@ model_app = typer.Typer(help="The policy network.", no_args_is_help=True)
 @dataset_app.command("create")
 def dataset_create(
     name: str = typer.Argument(..., help="the new version's name"),
-    store: str = typer.Option(..., "--store"),
+    store: str = store_option(),
     filter: str = typer.Option(None, "--filter", help="SQL predicate on the catalog"),
     holdout: float = typer.Option(0.2, "--holdout", help="fraction of clips held out"),
     seed: int = typer.Option(0, "--seed"),
@@ -32,7 +35,8 @@ def dataset_create(
 
 
 @dataset_app.command("list")
-def dataset_list(store: str = typer.Option(..., "--store")) -> None:
+def dataset_list(store: str = store_option()) -> None:
+    """List the store's dataset versions, one name a line."""
     from opendojo.clips.store import ClipStore
     from opendojo.train.dataset import list_datasets
 
@@ -41,13 +45,66 @@ def dataset_list(store: str = typer.Option(..., "--store")) -> None:
 
 
 @dataset_app.command("show")
-def dataset_show(name: str, store: str = typer.Option(..., "--store")) -> None:
+def dataset_show(name: str = typer.Argument(..., help="the version's name (see `dojo dataset list`)"),
+                 store: str = store_option()) -> None:
+    """Print a dataset version as JSON: its filter, seed, holdout and clip ids per split."""
     from dataclasses import asdict
 
     from opendojo.clips.store import ClipStore
     from opendojo.train.dataset import load_dataset
 
     print(json.dumps(asdict(load_dataset(ClipStore(store), name)), indent=1))
+
+
+def _default(name: str) -> str:
+    """TrainConfig's default for a flag whose own default is None ("not given"), for --help:
+    read from the model, so it cannot drift from the config."""
+    cls, _, field = name.rpartition(".")
+    f = (ModelSettings if cls == "model" else TrainConfig).model_fields[field]
+    return f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave option `name` (rather than it taking its default)."""
+    src = ctx.get_parameter_source(name)
+    return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _train_config(config: Path | None, flags: dict, model_flags: dict | None) -> TrainConfig:
+    """Defaults, then the --config file's [train] table, then the flags given (None: not
+    given). The result's `model_fields_set` (nested) is what the user set."""
+    from opendojo.config import load_config
+
+    cfg = load_config(TrainConfig, config, section="train", **flags)
+    if model_flags:
+        given = cfg.model_dump(exclude_unset=True)
+        cfg = load_config(TrainConfig, None, **{**given, "model": {**given.get("model", {}), **model_flags}})
+    return cfg
+
+
+def _resume_config(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
+    """The saved run's config with what the user set (`cfg`'s explicitly set values) on top;
+    refused if that changes anything but --steps or a runtime setting (RUNTIME_SETTINGS)."""
+    from opendojo.config import load_config
+    from opendojo.errors import ConfigError
+    from opendojo.train.trainer import RUNTIME_SETTINGS, saved_config
+
+    saved = saved_config(run_dir)
+    given = cfg.model_dump(exclude_unset=True)
+    merged = load_config(TrainConfig, None, **{**saved.model_dump(), **given,
+                                               "model": {**saved.model.model_dump(), **given.get("model", {})}})
+    changed = [(k, getattr(merged, k), getattr(saved, k)) for k in TrainConfig.model_fields
+               if k not in ("steps", "model", *RUNTIME_SETTINGS) and getattr(merged, k) != getattr(saved, k)]
+    changed += [(f"model.{k}", getattr(merged.model, k), getattr(saved.model, k))
+                for k in ModelSettings.model_fields if getattr(merged.model, k) != getattr(saved.model, k)]
+    if changed:
+        raise ConfigError(
+            f"{run_dir}: --resume continues the run as it was started, but "
+            + ", ".join(f"{k} would be {new!r} (the run has {old!r})" for k, new, old in changed)
+            + "; start a new --run-dir to change "
+            + ("it" if len(changed) == 1 else "them")
+            + " (a resume may change only steps, " + ", ".join(RUNTIME_SETTINGS) + ")")
+    return merged
 
 
 def _model_overrides(frames, image_size, width, stages, hidden) -> dict | None:
@@ -65,43 +122,62 @@ def _available_procs() -> tuple[int, str]:
 
 
 def train_cmd(
-    store: str = typer.Option(None, "--store"),
+    ctx: typer.Context,
+    store: str = store_option(help="Clip store (default: the --config file's store, else "
+                                   "$DOJO_STORE, else data/fleet; on --resume, the run's)."),
     dataset: str = typer.Option(None, "--dataset", help="dataset version name"),
     run_dir: Path = typer.Option(Path("runs/train"), "--run-dir"),
     config: Path = typer.Option(None, "--config", help="TOML file with a \\[train] table"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir from its last checkpoint"),
-    steps: int = typer.Option(None, "--steps"),
-    batch_size: int = typer.Option(None, "--batch-size", help="global batch size"),
-    lr: float = typer.Option(None, "--lr"),
-    precision: str = typer.Option(None, "--precision", help="float32 | bf16 | cfloat8 | cfloat16"),
-    seed: int = typer.Option(None, "--seed"),
-    workers: int = typer.Option(None, "--workers", help="loader worker processes per rank"),
-    checkpoint_every: int = typer.Option(None, "--checkpoint-every"),
-    log_every: int = typer.Option(None, "--log-every"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir from its "
+                                "last checkpoint, with its saved config (only --steps, --workers "
+                                "and --progress may change)"),
+    steps: int = typer.Option(None, "--steps", help="training steps in all (on --resume: raise "
+                              "it to train on)", show_default=_default("steps")),
+    batch_size: int = typer.Option(None, "--batch-size", help="global batch size",
+                                   show_default=_default("batch_size")),
+    lr: float = typer.Option(None, "--lr", help="peak learning rate, after warmup",
+                             show_default=_default("lr")),
+    min_lr: float = typer.Option(None, "--min-lr", help="learning rate the cosine decay ends at "
+                                 "(at most --lr)", show_default=_default("min_lr")),
+    precision: str = typer.Option(None, "--precision", help="float32 | bf16 | cfloat8 | cfloat16",
+                                  show_default=_default("precision")),
+    seed: int = typer.Option(None, "--seed", show_default=_default("seed")),
+    workers: int = typer.Option(None, "--workers", help="loader worker processes per rank "
+                                "(0: decode in this process)", show_default=_default("workers")),
+    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="steps between checkpoints",
+                                         show_default=_default("checkpoint_every")),
+    log_every: int = typer.Option(None, "--log-every", help="steps between metrics lines",
+                                  show_default=_default("log_every")),
     init_from: str = typer.Option(None, "--init-from", help="start from this checkpoint's weights"),
-    frames: int = typer.Option(None, "--frames"),
-    image_size: int = typer.Option(None, "--image-size"),
-    width: int = typer.Option(None, "--width"),
-    stages: int = typer.Option(None, "--stages"),
-    hidden: int = typer.Option(None, "--hidden"),
+    frames: int = typer.Option(None, "--frames", help="frame history fed to the network",
+                               show_default=_default("model.frames")),
+    image_size: int = typer.Option(None, "--image-size", help="square input frames, pixels",
+                                   show_default=_default("model.image_size")),
+    width: int = typer.Option(None, "--width", help="channels of the first conv stage",
+                              show_default=_default("model.width")),
+    stages: int = typer.Option(None, "--stages", help="conv stages, each halves the resolution",
+                               show_default=_default("model.stages")),
+    hidden: int = typer.Option(None, "--hidden", help="width of the fused MLP",
+                               show_default=_default("model.hidden")),
     nproc: int = typer.Option(1, "--nproc", help="data-parallel processes (launches torchrun)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Train the video policy on a dataset version's hindsight labels."""
-    from opendojo.config import load_config
-    from opendojo.errors import ConfigError
-    from opendojo.train.config import TrainConfig
+    """Train the video policy on a dataset version's hindsight labels.
 
-    src = config
-    if resume and src is None and (run_dir / "config.toml").exists():
-        src = run_dir / "config.toml"
-    overrides = dict(store=store, dataset=dataset, steps=steps, batch_size=batch_size, lr=lr,
-                     precision=precision, seed=seed, workers=workers,
-                     checkpoint_every=checkpoint_every, log_every=log_every, init_from=init_from)
-    cfg = load_config(TrainConfig, src, section="train", **overrides)
-    model = _model_overrides(frames, image_size, width, stages, hidden)
-    if model:
-        cfg = load_config(TrainConfig, None, **{**cfg.model_dump(), "model": {**cfg.model.model_dump(), **model}})
+    Defaults shown are TrainConfig's (opendojo.train.config); a --config file's
+    \\[train] table overrides them, and flags override both.
+    """
+    from opendojo.errors import ConfigError
+
+    flags = dict(store=store if _given(ctx, "store") else None, dataset=dataset, steps=steps,
+                 batch_size=batch_size, lr=lr, min_lr=min_lr, precision=precision, seed=seed,
+                 workers=workers, checkpoint_every=checkpoint_every, log_every=log_every,
+                 init_from=init_from)
+    cfg = _train_config(config, flags, _model_overrides(frames, image_size, width, stages, hidden))
+    if resume and (run_dir / "config.json").exists():
+        cfg = _resume_config(cfg, run_dir)
+    elif "store" not in cfg.model_fields_set:
+        cfg = cfg.model_copy(update={"store": store})     # $DOJO_STORE, else data/fleet
 
     if nproc < 1:
         raise ConfigError("--nproc must be >= 1")
@@ -112,11 +188,27 @@ def train_cmd(
         _launch_torchrun(cfg, run_dir, resume, nproc, progress)
         return
 
-    from opendojo.train.trainer import train
+    from opendojo.train.trainer import TrainingInterrupted, train
 
-    result = train(cfg, run_dir, resume=resume, progress=progress)
-    if int(os.environ.get("RANK", "0")) == 0:
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    try:
+        result = train(cfg, run_dir, resume=resume, progress=progress)
+    except TrainingInterrupted as e:
+        if rank0:
+            print(_interrupted_line(e), file=sys.stderr)
+        raise
+    if rank0:
         print(json.dumps(result))
+
+
+def _interrupted_line(e) -> str:
+    """What a Ctrl-C'd run says before the CLI's "interrupted": where it stopped, how to go on."""
+    import shlex
+
+    if e.checkpoint is None:
+        return f"stopped at step {e.step} of {e.steps}, before the first checkpoint"
+    return (f"stopped at step {e.step} of {e.steps}; the last checkpoint is step {e.checkpoint}: "
+            f"dojo train --run-dir {shlex.quote(str(e.run_dir))} --resume  continues from there")
 
 
 def _launch_torchrun(cfg, run_dir: Path, resume: bool, nproc: int, progress: bool) -> None:
@@ -150,19 +242,20 @@ def model_info(
     hidden: int = typer.Option(None, "--hidden"),
 ) -> None:
     """Print the policy's parameters and FLOPs per sample."""
-    from opendojo.config import load_config
-    from opendojo.train.config import TrainConfig
+    from opendojo.errors import ConfigError
     from opendojo.train.info import describe
     from opendojo.train.model import PolicyConfig
 
+    sizes = _model_overrides(frames, image_size, width, stages, hidden)
     if checkpoint:
         from opendojo.train.checkpoint import read_meta
 
+        if sizes or config is not None:
+            given = ["--config"] * (config is not None) + ["--" + k.replace("_", "-") for k in sizes or {}]
+            raise ConfigError(f"--checkpoint describes the checkpoint's own model: drop {', '.join(given)}")
         pc = PolicyConfig.from_dict(read_meta(checkpoint)["model"])
     else:
-        cfg = load_config(TrainConfig, config, section="train")
-        model = {**cfg.model.model_dump(), **(_model_overrides(frames, image_size, width, stages, hidden) or {})}
-        pc = load_config(TrainConfig, None, model=model).policy_config()
+        pc = _train_config(config, {}, sizes).policy_config()   # sizes checked as for train
     print(json.dumps(describe(pc), indent=1))
 
 

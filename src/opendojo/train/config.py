@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from opendojo.config import StageConfig
 
 PRECISIONS = ("float32", "bf16", "cfloat8", "cfloat16")
+
+# Smallest input frames accepted: every conv stage halves the side (rounding up), so any
+# size runs, but below this there is nothing left to see; tests use 8.
+MIN_IMAGE_SIZE = 8
 
 
 # Which route command a training sample carries (opendojo.train.loader.ClipLabels).
@@ -18,47 +23,48 @@ CommandSource = Literal["route", "hindsight"]
 class ModelSettings(StageConfig):
     """`opendojo.train.model.PolicyConfig` as config: the network's size."""
 
-    frames: int = 4
-    frame_stride: int = 1             # camera frames between history frames (PolicyConfig)
-    image_size: int = 64
-    width: int = 16
-    stages: int = 4
-    hidden: int = 128
-    horizon: int = 6
-    horizon_s: float = 3.0
+    frames: int = Field(4, ge=1)
+    frame_stride: int = Field(1, ge=1)  # camera frames between history frames (PolicyConfig)
+    image_size: int = Field(64, ge=MIN_IMAGE_SIZE)
+    width: int = Field(16, ge=1)
+    stages: int = Field(4, ge=1)
+    hidden: int = Field(128, ge=1)
+    horizon: int = Field(6, ge=1)
+    horizon_s: float = Field(3.0, gt=0)
     pooling: Literal["spatial", "mean"] = "spatial"
-    spatial_channels: int = 8
-    modes: int = 1                    # trajectory hypotheses (PolicyConfig.modes)
-    path_points: int = 0              # path head points, 0 = none (PolicyConfig.path_points)
-    path_spacing: float = 4.0         # metres between them
+    spatial_channels: int = Field(8, ge=1)
+    modes: int = Field(1, ge=1)       # trajectory hypotheses (PolicyConfig.modes)
+    path_points: int = Field(0, ge=0)  # path head points, 0 = none (PolicyConfig.path_points)
+    path_spacing: float = Field(4.0, gt=0)  # metres between them
 
 
 class TrainConfig(StageConfig):
     store: str = ""
     dataset: str = ""
     split: str = "train"
-    steps: int = 300
-    batch_size: int = 32              # global, over all ranks
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(32, ge=1)  # global, over all ranks
+    lr: float = Field(1e-3, gt=0)     # peak learning rate, after warmup
+    min_lr: float = Field(1e-4, ge=0, validate_default=True)  # where the cosine decay ends;
+                                      # at most lr (checked by _lr_decays, default included)
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
     precision: Literal["float32", "bf16", "cfloat8", "cfloat16"] = "float32"
-    seed: int = 0
-    checkpoint_every: int = 100
-    log_every: int = 10
-    workers: int = 1                  # loader worker processes per rank
+    seed: int = Field(0, ge=0)        # numpy seeds the loader's order with it: no negatives
+    checkpoint_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    workers: int = Field(1, ge=0)     # loader worker processes per rank (0: decode in-process)
     frame_cache: bool = True          # keep decoded frames on local disk (clips/frame_cache.py)
-    block_clips: int = 16
-    trajectory_weight: float = 1.0
-    deviation_weight: float = 0.5     # extra weight per metre a sample's future departs from
-                                      # constant velocity (trainer.sample_weights)
-    controls_weight: float = 1.0
-    collision_weight: float = 0.0     # hindsight collision cost of the predicted path
-                                      # (opendojo.train.occupancy); 0 = off
-    accel_scale: float = 1.0          # m/s^2 of acceleration error worth one unit of loss
-    steering_scale: float = 0.05      # rad of steering error worth one unit of loss
+    block_clips: int = Field(16, ge=1)
+    trajectory_weight: float = Field(1.0, ge=0)
+    deviation_weight: float = Field(0.5, ge=0)  # extra weight per metre a sample's future
+                                      # departs from constant velocity (trainer.sample_weights)
+    controls_weight: float = Field(1.0, ge=0)
+    collision_weight: float = Field(0.0, ge=0)  # hindsight collision cost of the predicted
+                                      # path (opendojo.train.occupancy); 0 = off
+    accel_scale: float = Field(1.0, gt=0)  # m/s^2 of acceleration error worth one unit of loss
+    steering_scale: float = Field(0.05, gt=0)  # rad of steering error worth one unit of loss
     init_from: str = ""               # checkpoint to start from (same model config)
     command: CommandSource = "route"  # route command per sample: as given to the driver,
                                       # or derived from the future (loader.ClipLabels)
@@ -82,6 +88,20 @@ class TrainConfig(StageConfig):
             model.setdefault("frame_stride", data.pop("frame_stride"))
             data["model"] = model
         return data
+
+    @field_validator("min_lr")
+    @classmethod
+    def _lr_decays(cls, min_lr, info):
+        """The schedule (trainer.lr_at) decays from lr to min_lr: with min_lr above lr it
+        would rise instead. (A field validator, not a model one, so the one-line error
+        names the field.)"""
+        lr = info.data.get("lr")
+        if lr is not None and min_lr > lr:
+            raise PydanticCustomError(
+                "min_lr_above_lr", "{min_lr} is above lr {lr}: the learning rate decays from "
+                "lr to min_lr, so lower min_lr (--min-lr) or raise lr",
+                {"min_lr": f"{min_lr:g}", "lr": f"{lr:g}"})
+        return min_lr
 
     def policy_config(self):
         from opendojo.train.model import PolicyConfig

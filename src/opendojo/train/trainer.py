@@ -141,20 +141,40 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
-    """Check the run directory and return the config to run with (the saved one on resume)."""
-    used = (run_dir / "metrics.jsonl").exists() or bool(checkpoints(run_dir / "checkpoints"))
-    if resume:
-        if not (run_dir / "config.json").exists():
-            raise CheckpointError(f"{run_dir}: nothing to resume (no config.json)")
+# Settings a resumed run may change: they cannot change what it computes (the loader's
+# order does not depend on its workers or on the frame cache: opendojo.train.loader).
+RUNTIME_SETTINGS = ("workers", "frame_cache")
+
+
+def saved_config(run_dir: Path) -> TrainConfig:
+    """The config a run in `run_dir` was started with (what `--resume` continues)."""
+    from pydantic import ValidationError
+
+    if not (run_dir / "config.json").exists():
+        raise CheckpointError(f"{run_dir}: nothing to resume (no config.json)")
+    try:
         saved_json = json.loads((run_dir / "config.json").read_text())
         # A run from before TrainConfig.command was fed the hindsight command: keep it so.
-        saved = TrainConfig(**{**saved_json["train"], "command": trained_command(saved_json)})
+        return TrainConfig(**{**saved_json["train"], "command": trained_command(saved_json)})
+    except (ValueError, KeyError, TypeError) as e:     # JSONDecodeError, ValidationError
+        why = (f"{e.errors()[0]['loc']}: {e.errors()[0]['msg']}" if isinstance(e, ValidationError)
+               else f"{type(e).__name__}: {e}")
+        raise CheckpointError(f"{run_dir}/config.json is not a run config this version can "
+                              f"resume ({why})") from None
+
+
+def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
+    """Check the run directory and return the config to run with: on resume the saved one,
+    with `cfg`'s steps if more and its runtime settings (RUNTIME_SETTINGS)."""
+    used = (run_dir / "metrics.jsonl").exists() or bool(checkpoints(run_dir / "checkpoints"))
+    if resume:
+        saved = saved_config(run_dir)
         if saved.model != cfg.model:
             diff = [k for k in cfg.model.model_dump() if getattr(saved.model, k) != getattr(cfg.model, k)]
             raise CheckpointError(f"{run_dir}: its checkpoints are for another model config "
                                   f"({', '.join(f'{k}={getattr(saved.model, k)} not {getattr(cfg.model, k)}' for k in diff)})")
-        return saved.model_copy(update={"steps": max(cfg.steps, saved.steps)})
+        return saved.model_copy(update={"steps": max(cfg.steps, saved.steps),
+                                        **{k: getattr(cfg, k) for k in RUNTIME_SETTINGS}})
     if used:
         raise ConfigError(f"{run_dir} already holds a run (use --resume to continue it, or "
                           "another --run-dir)")
@@ -202,11 +222,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         loader.load_state_dict(meta["loader"])
     elif cfg.init_from:
         load_checkpoint(cfg.init_from, model, None, expect_model=pc.to_dict())
+    if step >= cfg.steps:                          # before anything in run_dir is rewritten
+        raise ConfigError(f"{run_dir} is already at step {step} of {cfg.steps} (raise --steps)")
     if rank == 0:
         write_run_config(cfg, run_dir, world)
         _truncate_metrics(run_dir / "metrics.jsonl", step)
-    if step >= cfg.steps:
-        raise ConfigError(f"{run_dir} is already at step {step} of {cfg.steps} (raise --steps)")
 
     ddp = model
     if world > 1:
@@ -225,54 +245,60 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     batches = iter(loader)
     window_t, window_n, window_loss, window_steps, last = time.perf_counter(), 0, 0.0, 0, {}
     bar = _progress(progress and rank == 0, step, cfg.steps)
-    while step < cfg.steps:
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        with autocast:
-            out = ddp(batch["frames"], batch["speed"], batch["command"])
-        loss, parts = policy_loss(out, batch, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        step += 1
-        window_n += batch["speed"].shape[0] * world
-        window_loss, window_steps = window_loss + loss.detach().float(), window_steps + 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            stats = torch.stack([loss.detach().float(), parts["trajectory_loss"], parts["controls_loss"],
-                                 parts["ade"], gnorm.detach().float(), window_loss / window_steps])
-            if world > 1:
-                torch.distributed.all_reduce(stats)
-                stats /= world
-            now = time.perf_counter()
-            last = {"step": step, "loss": stats[0].item(), "trajectory_loss": stats[1].item(),
-                    "controls_loss": stats[2].item(), "train_ade": stats[3].item(),
-                    "grad_norm": stats[4].item(), "lr": lr_at(step - 1, cfg),
-                    "loss_window": stats[5].item(),   # mean loss over the steps since the last line
-                    "samples_per_s": window_n / (now - window_t), "epoch": loader.epoch,
-                    "world_size": world}
-            # the optional terms, as this rank computed them on its last batch
-            last.update({k: parts[k].item() for k in ("mode_loss", "path_loss", "collision_cost")
-                         if k in parts})
-            window_t, window_n, window_loss, window_steps = now, 0, 0.0, 0
-            if rank == 0:
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(last) + "\n")
-                for k in ("loss", "loss_window", "trajectory_loss", "controls_loss", "train_ade", "grad_norm", "lr",
-                          "samples_per_s"):
-                    writer.add_scalar(f"train/{k}", last[k], step)
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(ckpt_dir, step, model, opt, {
-                "model": pc.to_dict(), "train": cfg.model_dump(), "loader": loader.state_dict(),
-                "code_version": code_version(), "world_size": world,
-                "labels": {"version": label_spec(cfg).version, "horizon_s": cfg.model.horizon_s,
-                           "waypoints": cfg.model.horizon}})
-            writer.flush()
+    try:
+        while step < cfg.steps:
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            with autocast:
+                out = ddp(batch["frames"], batch["speed"], batch["command"])
+            loss, parts = policy_loss(out, batch, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            window_n += batch["speed"].shape[0] * world
+            window_loss, window_steps = window_loss + loss.detach().float(), window_steps + 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                stats = torch.stack([loss.detach().float(), parts["trajectory_loss"], parts["controls_loss"],
+                                     parts["ade"], gnorm.detach().float(), window_loss / window_steps])
+                if world > 1:
+                    torch.distributed.all_reduce(stats)
+                    stats /= world
+                now = time.perf_counter()
+                last = {"step": step, "loss": stats[0].item(), "trajectory_loss": stats[1].item(),
+                        "controls_loss": stats[2].item(), "train_ade": stats[3].item(),
+                        "grad_norm": stats[4].item(), "lr": lr_at(step - 1, cfg),
+                        "loss_window": stats[5].item(),   # mean loss over the steps since the last line
+                        "samples_per_s": window_n / (now - window_t), "epoch": loader.epoch,
+                        "world_size": world}
+                # the optional terms, as this rank computed them on its last batch
+                last.update({k: parts[k].item() for k in ("mode_loss", "path_loss", "collision_cost")
+                             if k in parts})
+                window_t, window_n, window_loss, window_steps = now, 0, 0.0, 0
+                if rank == 0:
+                    with open(run_dir / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(last) + "\n")
+                    for k in ("loss", "loss_window", "trajectory_loss", "controls_loss", "train_ade", "grad_norm", "lr",
+                              "samples_per_s"):
+                        writer.add_scalar(f"train/{k}", last[k], step)
+            if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+                save_checkpoint(ckpt_dir, step, model, opt, {
+                    "model": pc.to_dict(), "train": cfg.model_dump(), "loader": loader.state_dict(),
+                    "code_version": code_version(), "world_size": world,
+                    "labels": {"version": label_spec(cfg).version, "horizon_s": cfg.model.horizon_s,
+                               "waypoints": cfg.model.horizon}})
+                writer.flush()
+            if bar is not None:
+                bar.update(1, loss=last.get("loss"))
+            if step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+    except KeyboardInterrupt:
         if bar is not None:
-            bar.update(1, loss=last.get("loss", float("nan")))
-        if step == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            bar.close()
+        done = checkpoints(ckpt_dir)
+        raise TrainingInterrupted(run_dir, step, cfg.steps, done[-1] if done else None) from None
     if bar is not None:
         bar.close()
     if writer is not None:
@@ -298,23 +324,40 @@ def _truncate_metrics(path: Path, step: int) -> None:
     write_text(path, "".join(line + "\n" for line in keep))
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: still a KeyboardInterrupt (the CLI exits 130), carrying where
+    the run stopped so that `dojo train` can say how to resume it."""
+
+    def __init__(self, run_dir: Path, step: int, steps: int, checkpoint: int | None):
+        super().__init__(f"{run_dir}: stopped at step {step} of {steps}")
+        self.run_dir, self.step, self.steps, self.checkpoint = run_dir, step, steps, checkpoint
+
+
+NO_LOSS = "\u2013"      # shown until the first logged step: a loss not known yet, not a NaN
+
+
 class _Bar:
     def __init__(self, start: int, total: int):
         from rich.progress import Progress
 
-        self.p = Progress(*Progress.get_default_columns(), "loss {task.fields[loss]:.3f}", transient=True)
+        self.p = Progress(*Progress.get_default_columns(), "loss {task.fields[loss]}", transient=True)
         self.p.start()
-        self.task = self.p.add_task("training", total=total, completed=start, loss=float("nan"))
+        self.task = self.p.add_task("training", total=total, completed=start, loss=NO_LOSS)
 
-    def update(self, n: int, loss: float) -> None:
-        self.p.update(self.task, advance=n, loss=loss)
+    def update(self, n: int, loss: float | None) -> None:
+        self.p.update(self.task, advance=n, loss=_loss_text(loss))
 
     def close(self) -> None:
         self.p.stop()
+
+
+def _loss_text(loss: float | None) -> str:
+    return NO_LOSS if loss is None else f"{loss:.3f}"
 
 
 def _progress(enabled: bool, start: int, total: int):
     return _Bar(start, total) if enabled else None
 
 
-__all__ = ["train", "lr_at", "policy_loss", "make_loader", "read_meta", "DatasetError"]
+__all__ = ["train", "lr_at", "policy_loss", "make_loader", "read_meta", "DatasetError",
+           "TrainingInterrupted", "saved_config"]
