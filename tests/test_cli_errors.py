@@ -79,3 +79,20 @@ def test_bad_counts_on_clip_and_engine_commands_are_refused(tmp_path):
     _refused([*drive, "--profile", "nobody"], "--profile", "nobody", "expert")
     _refused([*drive, "--mode", "both"], "--mode")
     _refused([*drive, "--episodes", "0"], "--episodes")
+
+
+def test_the_printed_error_keeps_square_brackets(tmp_path):
+    """`dojo` prints a DojoError with rich: a message quoting a table ("[trian]") must not
+    lose it as if it were markup."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[trian]\nlr = 0.5\n")
+    res = subprocess.run([sys.executable, "-m", "opendojo.cli", "train", "--config", str(cfg),
+                          "--run-dir", str(tmp_path / "run")], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "unknown table [trian]" in lines[0] and "[train]" in lines[0], res.stderr
+    assert not (tmp_path / "run").exists()
