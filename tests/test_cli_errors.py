@@ -96,3 +96,51 @@ def test_the_printed_error_keeps_square_brackets(tmp_path):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "unknown table [trian]" in lines[0] and "[train]" in lines[0], res.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_demo_and_loop_settings_are_checked_before_any_work():
+    from opendojo.demo import DemoConfig
+    from opendojo.loop import LoopConfig
+
+    for bad in ("abc", "0%", "150%", "-5%"):
+        with pytest.raises(ConfigError, match="budget"):
+            load_config(LoopConfig, None, budget=bad)
+    assert LoopConfig(budget="1%").budget == "1%"
+    with pytest.raises(ConfigError, match="image_size"):
+        load_config(LoopConfig, None, image_size=0)
+    with pytest.raises(ConfigError, match="control"):
+        load_config(DemoConfig, None, control="bogus")
+    with pytest.raises(ConfigError, match="width"):
+        load_config(DemoConfig, None, width=0)
+
+
+def test_a_loop_resumes_only_its_own_config_and_refuses_a_broken_state(tmp_path):
+    import json
+
+    from opendojo.loop import LoopConfig, _saved_state
+
+    cfg = LoopConfig(run_dir=str(tmp_path), rounds=1)
+    state = tmp_path / "loop.json"
+    state.write_text(json.dumps({"config": cfg.model_dump(), "rounds": [{"round": 1}]}))
+    more = LoopConfig(run_dir=str(tmp_path), rounds=3, workers=1)      # more rounds: allowed
+    assert _saved_state(state, more)["rounds"] == [{"round": 1}]
+    with pytest.raises(ConfigError, match="seed=0"):
+        _saved_state(state, LoopConfig(run_dir=str(tmp_path), seed=7))
+    for broken in ("garbage", '{"x": 1}', '{"config": [], "rounds": []}'):
+        state.write_text(broken)
+        with pytest.raises(ConfigError, match="not a loop state"):
+            _saved_state(state, cfg)
+
+
+def test_a_path_through_a_file_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "afile").write_text("in the way")
+    res = subprocess.run([sys.executable, "-m", "opendojo.cli", "fleet", "generate", "--store",
+                          str(tmp_path / "afile"), "--clips", "10", "--workers", "1", "--quiet"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "SDL_VIDEODRIVER": "offscreen"})
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "afile" in lines[0] and "Not a directory" in lines[0], res.stderr

@@ -12,6 +12,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from opendojo.errors import DojoError
 
@@ -85,10 +86,14 @@ def main() -> None:
     try:
         app()
     except DojoError as e:
-        from rich.markup import escape
-
         # escaped: a message may quote "[train]" or "[trian]", which rich would read as markup
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        # a path the user gave runs through a file, or points where nothing may be written
+        where = e.filename if e.filename is not None else ""
+        err_console.print(f"[bold red]error:[/] {escape(f'{where}: {e.strerror}')}", highlight=False,
+                          soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -14,6 +14,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from rich.console import Console
@@ -21,6 +22,7 @@ from rich.console import Console
 from opendojo import code_version
 from opendojo.atomic import write_json as _write_json
 from opendojo.config import StageConfig
+from opendojo.train.config import MIN_IMAGE_SIZE
 
 console = Console(stderr=True)
 
@@ -35,15 +37,15 @@ class DemoConfig(StageConfig):
     keep_drivers: float = Field(0.6, gt=0, le=1,
                                 description="train on the clips of this best share of drivers "
                                             "(driver quality from telemetry and video)")
-    batch_size: int = 32
-    lr: float = 2e-3
-    image_size: int = 64
-    width: int = 16
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    image_size: int = Field(64, ge=MIN_IMAGE_SIZE)
+    width: int = Field(16, ge=1)
     episodes_per_item: int = Field(2, ge=1, description="closed-loop episodes per scenario/event")
-    episode_s: float = 15.0
-    control: str = "trajectory"
-    rollouts: int = 4
-    sample_gifs: int = 6
+    episode_s: float = Field(15.0, gt=0)
+    control: Literal["trajectory", "controls"] = "trajectory"
+    rollouts: int = Field(4, ge=0)
+    sample_gifs: int = Field(6, ge=0)
 
     @property
     def store_url(self) -> str:

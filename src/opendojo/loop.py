@@ -27,12 +27,13 @@ import json
 import time
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from rich.console import Console
 
 from opendojo.atomic import write_json as _write_json
 from opendojo.config import StageConfig
 from opendojo.fleet.config import RARE_EVENT_RATE
+from opendojo.train.config import MIN_IMAGE_SIZE
 
 console = Console(stderr=True)
 
@@ -57,14 +58,53 @@ class LoopConfig(StageConfig):
     warm_start: bool = Field(False, description="later rounds go on from the previous round's "
                                                 "weights for steps_per_round steps, instead of "
                                                 "training afresh")
-    image_size: int = 64
-    width: int = 16
+    image_size: int = Field(64, ge=MIN_IMAGE_SIZE)
+    width: int = Field(16, ge=1)
     episodes_per_item: int = Field(2, ge=1)
-    episode_s: float = 15.0
+    episode_s: float = Field(15.0, gt=0)
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_parses(cls, budget: str) -> str:
+        """Checked when the config is made, not after the first fleet is driven."""
+        from opendojo.engine.curate import parse_budget
+        from opendojo.errors import DojoError
+
+        try:
+            parse_budget(budget)
+        except DojoError as e:
+            raise ValueError(str(e)) from None
+        return budget
 
     @property
     def store_url(self) -> str:
         return self.store or str(Path(self.run_dir) / "store")
+
+
+# What a resumed loop may change: how many rounds, and how many processes drive them.
+RESUMABLE = ("rounds", "workers")
+
+
+def _saved_state(path: Path, cfg: LoopConfig) -> dict:
+    """A stopped loop's state (`loop.json`), to resume with the config it was started with:
+    refused in one line if unreadable, or if `cfg` differs from it in more than RESUMABLE."""
+    from opendojo.errors import ConfigError
+
+    try:
+        state = json.loads(path.read_text())
+        saved, rounds = state["config"], state["rounds"]
+        if not isinstance(saved, dict) or not isinstance(rounds, list):
+            raise TypeError("config or rounds of the wrong type")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not a loop state this version can resume "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    now = cfg.model_dump()
+    changed = [k for k in now if k not in (*RESUMABLE, "run_dir") and k in saved and saved[k] != now[k]]
+    if changed:
+        raise ConfigError(f"{path.parent}: resuming the loop started with " + ", ".join(
+            f"{k}={saved[k]!r}" for k in changed) + " (not " + ", ".join(f"{now[k]!r}" for k in changed)
+            + "); use another --run-dir to change it")
+    return state
 
 
 def run_loop(cfg: LoopConfig) -> dict:
@@ -75,7 +115,7 @@ def run_loop(cfg: LoopConfig) -> dict:
 
     run = Path(cfg.run_dir)
     state_path = run / "loop.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else \
+    state = _saved_state(state_path, cfg) if state_path.exists() else \
         {"config": cfg.model_dump(), "rounds": []}
     done = len(state["rounds"])
     if done:
