@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
@@ -108,9 +107,11 @@ def json_stdout():
     real = os.dup(1)
     os.dup2(2, 1)
 
+    from opendojo.atomic import finite   # JSON has no NaN/inf: they print as null
+
     def emit(obj) -> None:
         sys.stdout.flush()
-        os.write(real, (json.dumps(_finite(obj), indent=1) + "\n").encode())
+        os.write(real, (json.dumps(finite(obj), indent=1) + "\n").encode())
 
     try:
         yield emit
@@ -120,21 +121,10 @@ def json_stdout():
         os.close(real)
 
 
-def _finite(o):
-    """JSON has no NaN/inf: write them as null."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
-
-
 def write_json(path: Path, obj) -> None:
     from opendojo.atomic import write_json as _write
 
-    _write(Path(path), _finite(obj))
+    _write(Path(path), obj)             # undefined figures (NaN, inf) become null there
 
 
 def read_json(path: Path):

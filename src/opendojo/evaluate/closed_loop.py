@@ -14,7 +14,6 @@ clip's seed falls in it.
 from __future__ import annotations
 
 import math
-import operator
 import os
 from collections import deque
 from dataclasses import dataclass
@@ -309,27 +308,17 @@ def evaluate(drivers: dict[str, tuple], items: list[SuiteItem], workers: int = 2
     return out
 
 
-def check_suite_args(episodes_per_item, workers, duration_s) -> None:
+def check_suite_args(episodes_per_item: int, workers: int, duration_s: float) -> None:
     """Refuse (one line, before anything runs) a suite that cannot be driven or scored: no
     episodes, no workers, or episodes of no (or no finite) length, which would drive 0 km."""
-    def whole(v) -> int | None:
-        try:
-            return None if isinstance(v, bool) else operator.index(v)
-        except TypeError:
-            return None
-
-    if (n := whole(episodes_per_item)) is None or n < 1:
-        raise ConfigError(f"episodes per scenario and rare event (--episodes) must be a whole "
-                          f"number of at least 1, not {episodes_per_item!r}")
-    if (n := whole(workers)) is None or n < 1:
-        raise ConfigError(f"worker processes (--workers) must be a whole number of at least 1, not {workers!r}")
-    try:
-        ok = math.isfinite(duration_s) and duration_s > 0
-    except TypeError:
-        ok = False
-    if not ok:
+    if episodes_per_item < 1:
+        raise ConfigError(f"episodes per scenario and rare event (--episodes) must be at least 1, "
+                          f"not {episodes_per_item}")
+    if workers < 1:
+        raise ConfigError(f"worker processes (--workers) must be at least 1, not {workers}")
+    if not (math.isfinite(duration_s) and duration_s > 0):
         raise ConfigError(f"episode duration (--duration) must be a positive number of seconds, "
-                          f"not {duration_s!r}")
+                          f"not {duration_s}")
 
 
 def evaluate_suite(checkpoint: str | Path | None, store=None, episodes_per_item: int = 2,
