@@ -64,6 +64,13 @@ def _default(name: str) -> str:
     return f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
 
 
+def _flag(field: str, help: str | None = None):
+    """The flag of a TrainConfig field (`model.` for ModelSettings'): None when not given,
+    so the --config file's value stands; --help shows the config's default."""
+    flag = "--" + field.rpartition(".")[2].replace("_", "-")
+    return typer.Option(None, flag, help=help, show_default=_default(field))
+
+
 def _given(ctx: typer.Context, name: str) -> bool:
     """Whether the user gave option `name` (rather than it taking its default)."""
     src = ctx.get_parameter_source(name)
@@ -131,34 +138,21 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="continue the run in --run-dir from its "
                                 "last checkpoint, with its saved config (only --steps, --workers "
                                 "and --progress may change)"),
-    steps: int = typer.Option(None, "--steps", help="training steps in all (on --resume: raise "
-                              "it to train on)", show_default=_default("steps")),
-    batch_size: int = typer.Option(None, "--batch-size", help="global batch size",
-                                   show_default=_default("batch_size")),
-    lr: float = typer.Option(None, "--lr", help="peak learning rate, after warmup",
-                             show_default=_default("lr")),
-    min_lr: float = typer.Option(None, "--min-lr", help="learning rate the cosine decay ends at "
-                                 "(at most --lr)", show_default=_default("min_lr")),
-    precision: str = typer.Option(None, "--precision", help="float32 | bf16 | cfloat8 | cfloat16",
-                                  show_default=_default("precision")),
-    seed: int = typer.Option(None, "--seed", show_default=_default("seed")),
-    workers: int = typer.Option(None, "--workers", help="loader worker processes per rank "
-                                "(0: decode in this process)", show_default=_default("workers")),
-    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="steps between checkpoints",
-                                         show_default=_default("checkpoint_every")),
-    log_every: int = typer.Option(None, "--log-every", help="steps between metrics lines",
-                                  show_default=_default("log_every")),
+    steps: int = _flag("steps", "training steps in all (on --resume: raise it to train on)"),
+    batch_size: int = _flag("batch_size", "global batch size"),
+    lr: float = _flag("lr", "peak learning rate, after warmup"),
+    min_lr: float = _flag("min_lr", "learning rate the cosine decay ends at (at most --lr)"),
+    precision: str = _flag("precision", "float32 | bf16 | cfloat8 | cfloat16"),
+    seed: int = _flag("seed"),
+    workers: int = _flag("workers", "loader worker processes per rank (0: decode in this process)"),
+    checkpoint_every: int = _flag("checkpoint_every", "steps between checkpoints"),
+    log_every: int = _flag("log_every", "steps between metrics lines"),
     init_from: str = typer.Option(None, "--init-from", help="start from this checkpoint's weights"),
-    frames: int = typer.Option(None, "--frames", help="frame history fed to the network",
-                               show_default=_default("model.frames")),
-    image_size: int = typer.Option(None, "--image-size", help="square input frames, pixels",
-                                   show_default=_default("model.image_size")),
-    width: int = typer.Option(None, "--width", help="channels of the first conv stage",
-                              show_default=_default("model.width")),
-    stages: int = typer.Option(None, "--stages", help="conv stages, each halves the resolution",
-                               show_default=_default("model.stages")),
-    hidden: int = typer.Option(None, "--hidden", help="width of the fused MLP",
-                               show_default=_default("model.hidden")),
+    frames: int = _flag("model.frames", "frame history fed to the network"),
+    image_size: int = _flag("model.image_size", "square input frames, pixels"),
+    width: int = _flag("model.width", "channels of the first conv stage"),
+    stages: int = _flag("model.stages", "conv stages, each halves the resolution"),
+    hidden: int = _flag("model.hidden", "width of the fused MLP"),
     nproc: int = typer.Option(1, "--nproc", help="data-parallel processes (launches torchrun)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
