@@ -41,6 +41,23 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def check_target(path: str | Path) -> Path:
+    """Refuse (one line) a file to write that cannot be: an existing directory, or a path
+    that runs through a file or into a folder this process may not write. For commands to
+    call before their slow work, so that it is not thrown away at the end."""
+    path = Path(path)
+    if path.is_dir():
+        raise DojoError(f"{path} is a directory; give a file name to write")
+    for folder in path.parents:
+        if folder.is_dir():
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise DojoError(f"{folder}: permission denied; cannot write {path}")
+            break
+        if folder.exists() or folder.is_symlink():
+            raise DojoError(f"{folder} is not a directory; cannot write {path}")
+    return path
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`, on error it is removed.

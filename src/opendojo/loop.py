@@ -107,6 +107,19 @@ def _saved_state(path: Path, cfg: LoopConfig) -> dict:
     return state
 
 
+def _refuse_train_run(run: Path) -> None:
+    """A `dojo train` run directory (or its checkpoints) is no place for a loop: its store,
+    rounds and loop.json would be written in among the run's files."""
+    from opendojo.errors import ConfigError
+
+    if (run / "loop.json").exists():
+        return
+    if ((run / "config.json").is_file() or (run / "checkpoints").is_dir()
+            or (run / "metrics.jsonl").is_file() or any(run.glob("step-*.safetensors"))):
+        raise ConfigError(f"{run}: a `dojo train` run directory (checkpoints, config.json); "
+                          f"give the loop a --run-dir of its own")
+
+
 def run_loop(cfg: LoopConfig) -> dict:
     from opendojo import code_version
     from opendojo.clips.store import ClipStore
@@ -114,6 +127,7 @@ def run_loop(cfg: LoopConfig) -> dict:
     from opendojo.fleet.generate import generate
 
     run = Path(cfg.run_dir)
+    _refuse_train_run(run)
     state_path = run / "loop.json"
     state = _saved_state(state_path, cfg) if state_path.exists() else \
         {"config": cfg.model_dump(), "rounds": []}

@@ -29,13 +29,17 @@ def ingest_cmd(
     fps: float = typer.Option(10.0, help="Stored frame rate."),
 ) -> None:
     """Import real dashcam video into the clip store. Bad inputs are quarantined, the rest go in."""
-    from opendojo.clips.ingest import ingest
+    from opendojo.clips.ingest import find_inputs, ingest
     from opendojo.clips.store import ClipStore
+    from opendojo.errors import ConfigError
 
     if size <= 0 or size % 2:
         raise typer.BadParameter("--size must be a positive even number (H.264 needs even sizes)")
     if fps <= 0:
         raise typer.BadParameter("--fps must be positive")
+    found, bad = find_inputs(paths)
+    if not found:   # nothing to import: refused before any store is made
+        raise ConfigError("nothing to ingest: " + "; ".join(map(str, bad)))
     s = ClipStore.create(store)
 
     def report(kind: str, path: Path, error: str | None) -> None:

@@ -152,7 +152,10 @@ def curate_cmd(store: str = StoreOpt,
     """Choose the clips worth training on within a budget; make a dataset version of them."""
     from opendojo.engine.curate import curate, parse_budget
     from opendojo.engine.select import SelectionConfig
+    from opendojo.errors import ConfigError
 
+    if show < 0:
+        raise ConfigError(f"--show must be 0 or more, not {show}")
     cfg = SelectionConfig(budget=parse_budget(budget), coverage=coverage, drop_worst=drop_worst)
     sel = curate(_open(store), name, cfg, filter=filter, holdout=holdout)
     typer.echo(f"dataset {name}: {len(sel.clip_ids)} clips, {sel.frames} of {sel.total_frames} frames "

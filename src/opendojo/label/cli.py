@@ -26,6 +26,8 @@ def label(
         raise ConfigError("--horizon-s must be > 0 and --waypoints >= 1")
     cs = ClipStore(store)
     ids = cs.clip_ids(filter)
+    if filter is not None and not ids:
+        raise ConfigError(f"--filter {filter!r} matched no clips in {cs.url}; nothing to label")
     spec = LabelSpec(horizon_s=horizon_s, waypoints=waypoints)
     with Progress(transient=True) as bar:
         task = bar.add_task("labelling", total=len(ids))

@@ -3,6 +3,7 @@ calibrate this host. Heavy imports (torch, matplotlib) happen inside the command
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -31,13 +32,39 @@ def _console():
     return Console(width=max(Console().width, 130))
 
 
+# The workload is traced on this host (weights, gradients and AdamW state in fp32), so the
+# network must fit it: the last conv stage's channels (width x 2^(stages-1)) and --hidden are
+# bounded. At the bounds a trace takes ~2 GB and ~30 s; past them it ran out of memory.
+MAX_CHANNELS = 2048
+MAX_HIDDEN = 4096
+# Samples per step per PFLOPS of a unit's peak: a tile gets ~580, an H100 ~63 (docs/machine.md).
+MAX_SAMPLES_PER_PFLOPS = 1e5
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
 def _workload(width: int, stages: int, hidden: int):
     from opendojo.errors import ConfigError
     from opendojo.machine.workload import policy_workload
 
     if min(width, stages, hidden) < 1:
         raise ConfigError("--width, --stages and --hidden must be positive")
+    if stages > MAX_CHANNELS.bit_length() or width << (stages - 1) > MAX_CHANNELS:
+        raise ConfigError(f"--width {width} --stages {stages}: the last conv stage would have "
+                          f"width x 2^(stages-1) = {width} x 2^{stages - 1} channels; at most "
+                          f"{MAX_CHANNELS:,} are traced on this host")
+    if hidden > MAX_HIDDEN:
+        raise ConfigError(f"--hidden {hidden}: at most {MAX_HIDDEN:,}")
     return policy_workload(width=width, stages=stages, hidden=hidden, batch=1)
+
+
+def _positive(flag: str, value: float, most: float = math.inf) -> None:
+    """Refuse (one line) a number that is not positive, not finite, or above `most`."""
+    from opendojo.machine.spec import MachineError
+
+    if not (0 < value < math.inf):
+        raise MachineError(f"{flag} must be a positive finite number, not {value}")
+    if value > most:
+        raise MachineError(f"{flag} {value:g}: at most {most:,g}")
 
 
 @machine_app.command()
@@ -92,14 +119,15 @@ def plan(frames_per_day: float = typer.Option(160e9, help="video frames to train
     from rich.table import Table
 
     from opendojo.machine.planner import DEFAULT_MACHINES, plan as make_plan
-    from opendojo.machine.spec import MachineError, catalog, units_for_flops
+    from opendojo.machine.spec import catalog, units_for_flops
 
-    if not samples_per_pflops > 0:
-        raise MachineError(f"--samples-per-pflops must be positive, not {samples_per_pflops}")
+    _positive("--samples-per-pflops", samples_per_pflops, MAX_SAMPLES_PER_PFLOPS)
+    _positive("--frames-per-day", frames_per_day)
+    if peak_flops is not None:
+        _positive("--peak-flops", peak_flops)
+    w = _workload(width, stages, hidden)
     con = _console()
     if peak_flops is not None:
-        if not peak_flops > 0:
-            raise MachineError(f"--peak-flops must be positive, not {peak_flops}")
         t = Table(title=f"units for {_si(peak_flops, 'FLOPS')} peak BF16")
         for col in ("unit", "per unit (published)", "units"):
             t.add_column(col)
@@ -109,7 +137,6 @@ def plan(frames_per_day: float = typer.Option(160e9, help="video frames to train
             per = lv.published.get("bf16_flops") or lv.figures.get("bf16_flops")
             t.add_row(n, _si(per.value, "FLOPS"), f"{units_for_flops(peak_flops, n, cat):,}")
         con.print(t)
-    w = _workload(width, stages, hidden)
     t = Table(title=f"{frames_per_day:.3g} frames/day ({frames_per_day / 86400:,.0f} frames/s) of {w.label}, "
                     f"{samples_per_pflops:g} samples per PFLOPS per unit, {w.frames_per_sample} frames per sample")
     for col in ("machine", "units", "as", "peak", "power", "step", "util.", "frames/s", "energy/day"):
@@ -129,15 +156,22 @@ def compare(reference: str = typer.Option("exapod", help="the Dojo machine to co
             samples_per_pflops: float = typer.Option(64.0, help="samples per step per PFLOPS of a unit's peak"), width: int = typer.Option(32),
             stages: int = typer.Option(4), hidden: int = typer.Option(256),
             usd_per_kwh: Optional[float] = typer.Option(None, help="electricity price, for energy cost"),
-            plot: Optional[Path] = typer.Option(None, help="write a PNG plot here")):
+            plot: Optional[Path] = typer.Option(None, help="write the plot here (.png, .svg or .pdf)")):
     """Dojo against GPU clusters at equal power and at equal peak FLOPS."""
     from rich.table import Table
 
+    from opendojo.atomic import check_target
     from opendojo.machine.planner import DEFAULT_MACHINES, compare as cmp, plot_comparison, scaling_curve
     from opendojo.machine.spec import MachineError
 
-    if not samples_per_pflops > 0:
-        raise MachineError(f"--samples-per-pflops must be positive, not {samples_per_pflops}")
+    _positive("--samples-per-pflops", samples_per_pflops, MAX_SAMPLES_PER_PFLOPS)
+    if usd_per_kwh is not None and not (0 <= usd_per_kwh < math.inf):
+        raise MachineError(f"--usd-per-kwh must be 0 or more (and finite), not {usd_per_kwh}")
+    if plot is not None:
+        if plot.suffix.lower() not in PLOT_SUFFIXES:
+            raise MachineError(f"--plot {plot}: give a file name ending in {', '.join(PLOT_SUFFIXES)} "
+                               f"(the suffix picks the format)")
+        check_target(plot)
     others = machine or list(DEFAULT_MACHINES[1:])
     w = _workload(width, stages, hidden)
     rows = cmp(w, reference, others, samples_per_pflops)
@@ -162,7 +196,6 @@ def compare(reference: str = typer.Option("exapod", help="the Dojo machine to co
     if plot:
         powers = [rows[0].prediction.power_w * f for f in (0.1, 0.3, 1, 3, 10)]
         curves = {n: scaling_curve(w, n, samples_per_pflops, powers) for n in [reference] + others}
-        plot.parent.mkdir(parents=True, exist_ok=True)
         plot_comparison(rows, curves, plot, f"{w.label}, {samples_per_pflops:g} samples per PFLOPS of peak, "
                                             f"bf16; model assumptions in docs/machine.md")
         con.print(f"plot: {plot}")
@@ -173,11 +206,14 @@ def calibrate(out: Optional[Path] = typer.Option(None, help="where to write the 
               threads: int = typer.Option(1, help="torch intra-op threads (1 is steadiest on a shared machine)"),
               quick: bool = typer.Option(False, help="smaller, faster microbenchmarks")):
     """Measure this machine (matmul, conv table, memory bandwidth, per-op cost) into a `host` spec."""
+    from opendojo.atomic import check_target
     from opendojo.machine.calibrate import calibrate as run
+    from opendojo.machine.spec import host_spec_path
 
     if threads < 1:
         from opendojo.machine.spec import MachineError
         raise MachineError("--threads must be at least 1")
+    check_target(out or host_spec_path())   # before the benchmarks, not after them
     m, path = run(out, threads, quick)
     con = _console()
     con.print(f"matmul {_si(m['matmul_flops'], 'FLOP/s')}, memory {_si(m['memory_bandwidth'], 'B/s')}, "

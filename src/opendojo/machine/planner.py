@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from opendojo.atomic import atomic_path
 from opendojo.machine.perf import Machine, Prediction, batch_for, build_machine, predict
 from opendojo.machine.spec import Catalog, MachineError, catalog
 from opendojo.machine.workload import Workload
@@ -144,5 +145,8 @@ def plot_comparison(rows: list[Comparison], curves: dict[str, list[tuple[float, 
     b.set_title(f"Against one {ref.machine}: equal power (plain), equal peak FLOPS (hatched)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:   # the temporary name keeps the suffix: the format
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
