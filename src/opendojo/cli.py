@@ -2,7 +2,8 @@
 
 Each stage's commands live beside the stage (`opendojo/<area>/cli.py`) as thin shells over
 stage functions; they import heavy libraries (torch, highway-env) inside the command so
-that `dojo --help` stays fast. A `DojoError` is printed as one line and exits with code 1.
+that `dojo --help` stays fast. A `DojoError` is printed as one line and exits with code 1;
+a usage error Click finds (a bad or missing flag or argument) is one line too, exit code 2.
 """
 
 from __future__ import annotations
@@ -81,23 +82,56 @@ def loop_cmd(
                          seed=seed, budget=budget))
 
 
-def main() -> None:
-    """Entry point of the `dojo` script."""
+def _usage_errors():
+    """Click's ClickException and UsageError: recent Typers vendor Click (typer._click),
+    older ones run on the click package."""
     try:
-        app()
+        from typer._click.exceptions import ClickException, UsageError
+    except ImportError:     # an older Typer, on Click
+        from click.exceptions import ClickException, UsageError
+    return ClickException, UsageError
+
+
+def _error(message: str, code: int) -> None:
+    """Print `error: MESSAGE` as one line on stderr and exit with `code`."""
+    # escaped: a message may quote "[train]" or "[trian]", which rich would read as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Entry point of the `dojo` script.
+
+    Click runs the app in non-standalone mode so that its usage errors (a bad or missing
+    flag or argument, an unknown command, a `typer.BadParameter`) come here and are printed
+    as one line like a DojoError, with exit code 2 as Click has it; --help and a command
+    group without its command still print their help (exit 0 and 2).
+    """
+    ClickException, UsageError = _usage_errors()
+    try:
+        rv = typer.main.get_command(app).main(sys.argv[1:], prog_name="dojo", standalone_mode=False)
+    except UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":   # `dojo`, `dojo clips`: the help is printed
+            sys.exit(e.exit_code)
+        ctx = e.ctx
+        hint = f" (see {ctx.command_path} {ctx.help_option_names[0]})" \
+            if ctx is not None and ctx.command.get_help_option(ctx) is not None else ""
+        _error(" ".join(e.format_message().split()) + hint, e.exit_code)
+    except ClickException as e:
+        _error(" ".join(e.format_message().split()), e.exit_code)
+    except typer.Abort:         # Click's prompts at end of input
+        _error("aborted", 1)
     except DojoError as e:
-        # escaped: a message may quote "[train]" or "[trian]", which rich would read as markup
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _error(str(e), 1)
     except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
         # a path the user gave runs through a file, or points where nothing may be written
         where = e.filename if e.filename is not None else ""
-        err_console.print(f"[bold red]error:[/] {escape(f'{where}: {e.strerror}')}", highlight=False,
-                          soft_wrap=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
+        _error(f"{where}: {e.strerror}", 1)
+    except KeyboardInterrupt:   # Click turns one in a command into exit code 130 (below)
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    # a command's return value, or the code of a typer.Exit (--help's 0, Ctrl-C's 130)
+    sys.exit(rv if type(rv) is int else 0)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,15 @@ class StoreError(DojoError):
     """The clip store or catalog cannot be opened or read."""
 
 
+class FilterError(StoreError):
+    """A catalog filter (`--filter`, a SQL predicate) does not parse or cannot be applied."""
+
+    def __init__(self, filter: str, reason: str):
+        super().__init__(f"--filter {filter!r}: {reason}")
+        self.filter = filter
+        self.reason = reason
+
+
 class ClipNotFound(StoreError):
     """A clip id is not in the catalog."""
 

@@ -120,6 +120,24 @@ def _refuse_train_run(run: Path) -> None:
                           f"give the loop a --run-dir of its own")
 
 
+# What `dojo demo` writes at the top of its run directory (a loop writes its own evaluations
+# under round-N/, and its run.json only after its loop.json).
+DEMO_FILES = ("run.json", "fleet_stats.json", "open_loop.json", "closed_loop.json")
+
+
+def _refuse_demo_run(run: Path) -> None:
+    """A `dojo demo` run directory is no place for a loop: the loop would take over the
+    demo's store (its clips, labels and datasets) and write its rounds in among its files."""
+    from opendojo.errors import ConfigError
+
+    if (run / "loop.json").exists():
+        return
+    found = [f for f in DEMO_FILES if (run / f).is_file()]
+    if found:
+        raise ConfigError(f"{run}: a `dojo demo` run directory ({', '.join(found)}); "
+                          f"give the loop a --run-dir of its own")
+
+
 def run_loop(cfg: LoopConfig) -> dict:
     from opendojo import code_version
     from opendojo.clips.store import ClipStore
@@ -128,6 +146,7 @@ def run_loop(cfg: LoopConfig) -> dict:
 
     run = Path(cfg.run_dir)
     _refuse_train_run(run)
+    _refuse_demo_run(run)
     state_path = run / "loop.json"
     state = _saved_state(state_path, cfg) if state_path.exists() else \
         {"config": cfg.model_dump(), "rounds": []}

@@ -12,3 +12,11 @@ def store_option(help: str = "Clip store: a directory or an fsspec URL "
     import typer
 
     return typer.Option(DEFAULT_STORE, "--store", "-s", help=help, show_default=False)
+
+
+def absolute_store(url: str) -> str:
+    """`url` with a local path made absolute, for configs that outlive the working directory
+    (a training run's config.json): URLs (s3://, gs://, memory://, file://) stay as given."""
+    if not url or "://" in url:
+        return url
+    return os.path.abspath(url)

@@ -59,8 +59,9 @@ def ingest_cmd(
 @clips_app.command("ls")
 def ls_cmd(
     store: str = StoreOpt,
-    where: Optional[str] = typer.Option(None, "--where", "-w",
-                                        help="SQL filter, e.g. \"scenario = 'merge' AND n_frames > 120\"."),
+    where: Optional[str] = typer.Option(None, "--where", "--filter", "-w",
+                                        help="SQL filter, e.g. \"scenario = 'merge' AND n_frames > 120\" "
+                                             "(--filter, as the other commands call it)."),
     limit: int = typer.Option(50, help="Rows to show (0 for all)."),
 ) -> None:
     """List clips (filterable)."""

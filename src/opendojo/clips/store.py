@@ -26,6 +26,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import time
 import uuid
 from datetime import datetime, timezone
@@ -41,7 +42,7 @@ from opendojo.clips.schema import (
     CATALOG_SCHEMA, TELEMETRY_SCHEMA, Clip, ClipMeta, telemetry_table,
 )
 from opendojo.clips.video import decode_rgb, encode_h264
-from opendojo.errors import ClipNotFound, StoreError
+from opendojo.errors import ClipNotFound, FilterError, StoreError
 
 if TYPE_CHECKING:
     import lance
@@ -219,8 +220,10 @@ class ClipStore:
                 pa.schema([CATALOG_SCHEMA.field(c) for c in columns]).empty_table()
         try:
             return ds.to_table(filter=filter, columns=columns)
-        except (ValueError, OSError) as e:
-            raise StoreError(f"bad catalog filter {filter!r}: {str(e).splitlines()[0]}") from None
+        except (ValueError, OSError) as e:     # pyarrow's ArrowInvalid is a ValueError
+            if filter is None:
+                raise StoreError(f"{self.url}: cannot read the catalog ({lance_message(e)})") from None
+            raise FilterError(filter, lance_message(e)) from None
 
     def sim_truth(self) -> pa.Table:
         """Simulator ground truth. Only evaluation code may read this."""
@@ -263,6 +266,23 @@ class ClipStore:
     def __len__(self) -> int:
         ds = self.dataset()
         return 0 if ds is None else ds.count_rows()
+
+
+# Where in Lance's Rust source an error was raised: ", /home/runner/work/lance/lance/rust/
+# lance-datafusion/src/sql.rs:109:22" (a path of the machine that built the wheel)
+_RUST_SOURCE = re.compile(r",?\s*[^\s,()]*\.rs:\d+(?::\d+)?")
+_LANCE_LEAD_IN = re.compile(r"^(?:(?:Invalid user input|External error|Query Execution error): )+")
+
+
+def lance_message(e: BaseException) -> str:
+    """The user's part of a Lance error, in one line: its first line (and a "Did you mean
+    ...?" under it) without the Rust source locations and the generic lead-ins."""
+    lines = [ln.strip() for ln in _RUST_SOURCE.sub("", str(e)).splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    first = _LANCE_LEAD_IN.sub("", lines[0]) or lines[0]
+    hint = [ln for ln in lines[1:2] if ln.startswith("Did you mean")]
+    return " ".join([first, *hint])
 
 
 def _is_clip_id(s: str) -> bool:

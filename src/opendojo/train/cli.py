@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from opendojo.clips import store_option
+from opendojo.clips import absolute_store, store_option
 from opendojo.train.config import ModelSettings, TrainConfig
 
 dataset_app = typer.Typer(help="Dataset versions: named sets of clip ids, split by clip.",
@@ -97,6 +97,8 @@ def _resume_config(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
     from opendojo.train.trainer import RUNTIME_SETTINGS, saved_config
 
     saved = saved_config(run_dir)
+    # a run from before stores were saved absolute: its relative store is the one given here
+    saved = saved.model_copy(update={"store": absolute_store(saved.store)})
     given = cfg.model_dump(exclude_unset=True)
     merged = load_config(TrainConfig, None, **{**saved.model_dump(), **given,
                                                "model": {**saved.model.model_dump(), **given.get("model", {})}})
@@ -168,10 +170,14 @@ def train_cmd(
                  workers=workers, checkpoint_every=checkpoint_every, log_every=log_every,
                  init_from=init_from)
     cfg = _train_config(config, flags, _model_overrides(frames, image_size, width, stages, hidden))
+    # the run's config.json names its store absolute, so that --resume and `dojo eval` find it
+    # from any working directory (relative paths are the working directory's, as ClipStore's)
+    if "store" in cfg.model_fields_set:
+        cfg = cfg.model_copy(update={"store": absolute_store(cfg.store)})
     if resume and (run_dir / "config.json").exists():
         cfg = _resume_config(cfg, run_dir)
     elif "store" not in cfg.model_fields_set:
-        cfg = cfg.model_copy(update={"store": store})     # $DOJO_STORE, else data/fleet
+        cfg = cfg.model_copy(update={"store": absolute_store(store)})     # $DOJO_STORE, else data/fleet
 
     if nproc < 1:
         raise ConfigError("--nproc must be >= 1")
