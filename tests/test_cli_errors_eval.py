@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,30 +12,7 @@ from opendojo.atomic import atomic_path, write_json, write_text
 from opendojo.errors import CheckpointError, ConfigError, DojoError
 from opendojo.train.checkpoint import resolve, save_checkpoint
 from opendojo.train.model import PolicyConfig, PolicyNet
-
-
-def _dojo(capsys, monkeypatch, *args) -> tuple[int, str]:
-    """`dojo ARGS` in this process, as the console script runs it: (exit code, stderr)."""
-    from opendojo.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["dojo", *map(str, args)])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        main()
-    return e.value.code or 0, capsys.readouterr().err
-
-
-def _one_line_error(code, err, *words):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 1, err
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in err, (w, err)
-
-
-def _tree(path: Path) -> list[str]:
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+from cliutil import dojo as _dojo, one_line_error as _one_line_error, tree as _tree
 
 
 @pytest.fixture

@@ -12,36 +12,7 @@ from pathlib import Path
 import pytest
 
 from opendojo.errors import StoreError
-
-
-def _dojo(capsys, monkeypatch, *args) -> tuple[int, str, str]:
-    """`dojo ARGS` in this process, as the console script runs it: (exit code, stdout, stderr)."""
-    from opendojo.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["dojo", *map(str, args)])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        main()
-    out = capsys.readouterr()
-    return e.value.code or 0, out.out, out.err
-
-
-def _one_line_error(code, err, *words, exit_code=1):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == exit_code, err
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    assert "Traceback" not in err and "╭" not in err and "Usage:" not in err, err
-    for w in words:
-        assert w in err, (w, err)
-    return lines[0]
-
-
-def _tree(path: Path) -> list[str]:
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
-
-
-class _Ran(Exception):
-    """Raised by a stand-in for slow work that a refused command must never reach."""
+from cliutil import run as _dojo, one_line_error as _one_line_error, tree as _tree, Ran as _Ran
 
 
 # -- 1. Click's usage errors: one line, exit 2 --------------------------------------------------

@@ -1,0 +1,47 @@
+"""Running the real `dojo` entry point in-process and checking its one-line refusals
+(shared by the tests/test_cli_errors*.py files)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(capsys, monkeypatch, *args) -> tuple[int, str, str]:
+    """`dojo ARGS` in this process, as the console script runs it: (exit code, stdout, stderr)."""
+    from opendojo.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["dojo", *map(str, args)])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main()
+    out = capsys.readouterr()
+    return e.value.code or 0, out.out, out.err
+
+
+def dojo(capsys, monkeypatch, *args) -> tuple[int, str]:
+    """`run`, without stdout: (exit code, stderr)."""
+    code, _, err = run(capsys, monkeypatch, *args)
+    return code, err
+
+
+def one_line_error(code, err, *words, exit_code=1) -> str:
+    """The house rule: exit code, exactly one `error:` line on stderr, no traceback, no usage
+    box, and each of `words` in it."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == exit_code, err
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert "Traceback" not in err and "╭" not in err and "Usage:" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+    return lines[0]
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+class Ran(Exception):
+    """Raised by a stand-in for slow work that a refused command must never reach."""
