@@ -62,11 +62,9 @@ def check_target(path: str | Path) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`, on error it is removed.
 
-    Refuses (one line) a `path` that is an existing directory, before anything is written.
+    Refuses (one line, `check_target`) a `path` that cannot be written, before anything is.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise DojoError(f"{path} is a directory; give a file name to write")
+    path = check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:

@@ -107,35 +107,25 @@ def _saved_state(path: Path, cfg: LoopConfig) -> dict:
     return state
 
 
-def _refuse_train_run(run: Path) -> None:
-    """A `dojo train` run directory (or its checkpoints) is no place for a loop: its store,
-    rounds and loop.json would be written in among the run's files."""
+# What `dojo train` and `dojo demo` write at the top of their run directories. A loop writes
+# its own evaluations under round-N/, and its run.json only after its loop.json.
+OTHER_RUNS = {"dojo train": ("config.json", "metrics.jsonl", "checkpoints", "step-*.safetensors"),
+              "dojo demo": ("run.json", "fleet_stats.json", "open_loop.json", "closed_loop.json")}
+
+
+def _refuse_other_run(run: Path) -> None:
+    """A `dojo train` or `dojo demo` run directory is no place for a loop: the loop would
+    take over a demo's store (its clips, labels and datasets), and write its store, rounds
+    and loop.json in among the other run's files."""
     from opendojo.errors import ConfigError
 
     if (run / "loop.json").exists():
         return
-    if ((run / "config.json").is_file() or (run / "checkpoints").is_dir()
-            or (run / "metrics.jsonl").is_file() or any(run.glob("step-*.safetensors"))):
-        raise ConfigError(f"{run}: a `dojo train` run directory (checkpoints, config.json); "
-                          f"give the loop a --run-dir of its own")
-
-
-# What `dojo demo` writes at the top of its run directory (a loop writes its own evaluations
-# under round-N/, and its run.json only after its loop.json).
-DEMO_FILES = ("run.json", "fleet_stats.json", "open_loop.json", "closed_loop.json")
-
-
-def _refuse_demo_run(run: Path) -> None:
-    """A `dojo demo` run directory is no place for a loop: the loop would take over the
-    demo's store (its clips, labels and datasets) and write its rounds in among its files."""
-    from opendojo.errors import ConfigError
-
-    if (run / "loop.json").exists():
-        return
-    found = [f for f in DEMO_FILES if (run / f).is_file()]
-    if found:
-        raise ConfigError(f"{run}: a `dojo demo` run directory ({', '.join(found)}); "
-                          f"give the loop a --run-dir of its own")
+    for command, marks in OTHER_RUNS.items():
+        found = [m for m in marks if any(run.glob(m))]
+        if found:
+            raise ConfigError(f"{run}: a `{command}` run directory ({', '.join(found)}); "
+                              f"give the loop a --run-dir of its own")
 
 
 def run_loop(cfg: LoopConfig) -> dict:
@@ -145,8 +135,7 @@ def run_loop(cfg: LoopConfig) -> dict:
     from opendojo.fleet.generate import generate
 
     run = Path(cfg.run_dir)
-    _refuse_train_run(run)
-    _refuse_demo_run(run)
+    _refuse_other_run(run)
     state_path = run / "loop.json"
     state = _saved_state(state_path, cfg) if state_path.exists() else \
         {"config": cfg.model_dump(), "rounds": []}
