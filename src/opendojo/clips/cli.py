@@ -49,7 +49,7 @@ def ingest_cmd(
             console.print(f"[green]✓[/] {kind}: {path}", highlight=False)
 
     with console.status("ingesting ..."):
-        result = ingest(paths, s, size=size, fps=fps, on_item=report)
+        result = ingest(paths, s, size=size, fps=fps, on_item=report, found=(found, bad))
     console.print(f"{len(result.added)} clip(s) added, {len(result.duplicates)} already stored, "
                   f"{len(result.failed)} failed (quarantined in {s.url}/quarantine.jsonl)")
     if result.failed:

@@ -57,10 +57,15 @@ def find_inputs(paths: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], li
 
 
 def ingest(paths: Iterable[str | Path], store: ClipStore, size: int = 96, fps: float = 10.0,
-           on_item: Callable[[str, Path, str | None], None] | None = None) -> IngestResult:
-    """Import every input under `paths` into `store`. Never raises for a bad input."""
+           on_item: Callable[[str, Path, str | None], None] | None = None,
+           found: tuple[list[tuple[str, Path]], list[IngestError]] | None = None) -> IngestResult:
+    """Import every input under `paths` into `store`. Never raises for a bad input.
+
+    `found`: what `find_inputs(paths)` returned, for a caller that has looked already (the
+    CLI, to refuse an ingest with nothing to import before it makes a store)."""
     result = IngestResult()
-    inputs, result.failed = find_inputs(paths)
+    inputs, failed = found if found is not None else find_inputs(paths)
+    result.failed = list(failed)
     for err in result.failed:
         store.quarantine(err.path, err.reason)
         if on_item:
