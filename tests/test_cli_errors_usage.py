@@ -41,11 +41,13 @@ def test_bad_parameters_raised_inside_commands_are_one_line_too(tmp_path, capsys
     video = write_mp4_csv(tmp_path / "in", "a", n=10)
     before = _tree(tmp_path)
     code, _, err = _dojo(capsys, monkeypatch, "ingest", video, "--size", "3", "--store", tmp_path / "s")
-    _one_line_error(code, err, "--size must be a positive even number", "(see dojo ingest --help)",
+    _one_line_error(code, err, "Invalid value for '--size': must be a positive even number",
+                    "(see dojo ingest --help)",
                     exit_code=2)
     code, _, err = _dojo(capsys, monkeypatch, "engine", "shadow", "--every", "0",
                          "--checkpoint", tmp_path / "none", "--store", tmp_path / "s")
-    _one_line_error(code, err, "--every must be at least 1", "(see dojo engine shadow --help)",
+    _one_line_error(code, err, "Invalid value for '--every': Input should be greater than or equal to 1",
+                    "(see dojo engine shadow --help)",
                     exit_code=2)
     assert _tree(tmp_path) == before
 

@@ -97,13 +97,11 @@ def embed_cmd(store: str = StoreOpt,
 @engine_app.command("shadow")
 def shadow_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c", help="the network to run"),
                store: str = StoreOpt,
-               every: int = typer.Option(5, help="compare every N-th frame"),
+               every: int = typer.Option(5, min=1, help="compare every N-th frame"),
                force: bool = ForceOpt) -> None:
     """Offline shadow mode: where the network disagrees with what the drivers did."""
     from opendojo.engine.shadow import run_shadow
 
-    if every < 1:
-        raise typer.BadParameter("--every must be at least 1")
     t = run_shadow(_open(store), checkpoint, every=every, force=force, progress=_bar("shadow"))
     rows = sorted(t.to_pylist(), key=lambda r: -(r["disagreement"] if r["disagreement"] == r["disagreement"] else -1))
     typer.echo(f"{t.num_rows} clips compared; most disagreement:")
