@@ -35,7 +35,8 @@ def test_a_usage_error_is_one_line_with_exit_code_2(args, words, tmp_path, capsy
 
 
 def test_bad_parameters_raised_inside_commands_are_one_line_too(tmp_path, capsys, monkeypatch):
-    """typer.BadParameter is a UsageError: `ingest --size 3`, `engine shadow --every 0`."""
+    """A typer.BadParameter (`ingest --size 3`) and a bound declared to Typer (`engine shadow
+    --every 0`) are UsageErrors: one line, exit 2."""
     from clipfactory import write_mp4_csv
 
     video = write_mp4_csv(tmp_path / "in", "a", n=10)
