@@ -21,35 +21,23 @@ from rich.console import Console
 
 from opendojo import code_version
 from opendojo.atomic import write_json as _write_json
-from opendojo.config import StageConfig
-from opendojo.train.config import MIN_IMAGE_SIZE
+from opendojo.runs import ChainSettings
 
 console = Console(stderr=True)
 
 
-class DemoConfig(StageConfig):
+class DemoConfig(ChainSettings):
     run_dir: str = "runs/demo"
-    store: str = Field("", description="clip store (default: RUN_DIR/store)")
     clips: int = Field(120, ge=10)
-    workers: int = Field(2, ge=1)
-    seed: int = 0
     train_steps: int = Field(1600, ge=1)
     keep_drivers: float = Field(0.6, gt=0, le=1,
                                 description="train on the clips of this best share of drivers "
                                             "(driver quality from telemetry and video)")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-3, gt=0)
-    image_size: int = Field(64, ge=MIN_IMAGE_SIZE)
-    width: int = Field(16, ge=1)
-    episodes_per_item: int = Field(2, ge=1, description="closed-loop episodes per scenario/event")
-    episode_s: float = Field(15.0, gt=0)
     control: Literal["trajectory", "controls"] = "trajectory"
     rollouts: int = Field(4, ge=0)
     sample_gifs: int = Field(6, ge=0)
-
-    @property
-    def store_url(self) -> str:
-        return self.store or str(Path(self.run_dir) / "store")
 
 
 class _Stages:

@@ -31,19 +31,17 @@ from pydantic import Field, field_validator
 from rich.console import Console
 
 from opendojo.atomic import write_json as _write_json
-from opendojo.config import StageConfig
 from opendojo.fleet.config import RARE_EVENT_RATE
-from opendojo.train.config import MIN_IMAGE_SIZE
+from opendojo.runs import (
+    DEMO_RUN_FILES, LOOP_RUN_FILES, TRAIN_RUN_FILES, ChainSettings, found,
+)
 
 console = Console(stderr=True)
 
 
-class LoopConfig(StageConfig):
+class LoopConfig(ChainSettings):
     run_dir: str = "runs/loop"
-    store: str = Field("", description="clip store (default: RUN_DIR/store)")
     rounds: int = Field(3, ge=1)
-    seed: int = 0
-    workers: int = Field(2, ge=1)
     clips_first: int = Field(120, ge=10, description="fleet clips before round 1")
     clips_per_round: int = Field(60, ge=0, description="new fleet clips each later round")
     takeover_episodes: int = Field(10, ge=0, description="safety-driver episodes per round")
@@ -58,10 +56,6 @@ class LoopConfig(StageConfig):
     warm_start: bool = Field(False, description="later rounds go on from the previous round's "
                                                 "weights for steps_per_round steps, instead of "
                                                 "training afresh")
-    image_size: int = Field(64, ge=MIN_IMAGE_SIZE)
-    width: int = Field(16, ge=1)
-    episodes_per_item: int = Field(2, ge=1)
-    episode_s: float = Field(15.0, gt=0)
 
     @field_validator("budget")
     @classmethod
@@ -75,10 +69,6 @@ class LoopConfig(StageConfig):
         except DojoError as e:
             raise ValueError(str(e)) from None
         return budget
-
-    @property
-    def store_url(self) -> str:
-        return self.store or str(Path(self.run_dir) / "store")
 
 
 # What a resumed loop may change: how many rounds, and how many processes drive them.
@@ -107,10 +97,7 @@ def _saved_state(path: Path, cfg: LoopConfig) -> dict:
     return state
 
 
-# What `dojo train` and `dojo demo` write at the top of their run directories. A loop writes
-# its own evaluations under round-N/, and its run.json only after its loop.json.
-OTHER_RUNS = {"dojo train": ("config.json", "metrics.jsonl", "checkpoints", "step-*.safetensors"),
-              "dojo demo": ("run.json", "fleet_stats.json", "open_loop.json", "closed_loop.json")}
+OTHER_RUNS = {"dojo train": TRAIN_RUN_FILES, "dojo demo": DEMO_RUN_FILES}
 
 
 def _refuse_other_run(run: Path) -> None:
@@ -119,12 +106,12 @@ def _refuse_other_run(run: Path) -> None:
     and loop.json in among the other run's files."""
     from opendojo.errors import ConfigError
 
-    if (run / "loop.json").exists():
+    if found(run, LOOP_RUN_FILES):
         return
     for command, marks in OTHER_RUNS.items():
-        found = [m for m in marks if any(run.glob(m))]
-        if found:
-            raise ConfigError(f"{run}: a `{command}` run directory ({', '.join(found)}); "
+        theirs = found(run, marks)
+        if theirs:
+            raise ConfigError(f"{run}: a `{command}` run directory ({', '.join(theirs)}); "
                               f"give the loop a --run-dir of its own")
 
 

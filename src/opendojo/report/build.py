@@ -28,10 +28,11 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from opendojo.atomic import write_text
 from opendojo.errors import DojoError
 from opendojo.report.plots import closed_loop_bars, read_metrics, training_curves
+from opendojo.runs import DEMO_RUN_FILES, LOOP_RUN_FILES, TRAIN_RUN_FILES, found
 
 
 # What `dojo demo` and `dojo loop` write at the top of a run directory: one at least must be there.
-RUN_FILES = ("run.json", "loop.json", "fleet_stats.json", "open_loop.json", "closed_loop.json")
+RUN_FILES = (*DEMO_RUN_FILES, *LOOP_RUN_FILES)
 
 
 def _load(path: Path) -> dict | None:
@@ -82,9 +83,8 @@ def build_report(run_dir: str | Path) -> Path:
     if not run.is_dir():
         raise DojoError(f"{run}: no such run directory")
     if not any((run / f).is_file() for f in RUN_FILES):
-        trained = ((run / "config.json").exists() or (run / "checkpoints").is_dir()
-                   or any(run.glob("step-*.safetensors")))
-        hint = " (it looks like a `dojo train` run dir or its checkpoints)" if trained else ""
+        hint = " (it looks like a `dojo train` run dir or its checkpoints)" \
+            if found(run, TRAIN_RUN_FILES) else ""
         raise DojoError(f"{run}: not a run directory of `dojo demo` or `dojo loop`{hint}: "
                         f"found none of {', '.join(RUN_FILES)}")
     meta = _load(run / "run.json") or {}

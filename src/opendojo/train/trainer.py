@@ -295,12 +295,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
             if step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
     except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
         done = checkpoints(ckpt_dir)
         raise TrainingInterrupted(run_dir, step, cfg.steps, done[-1] if done else None) from None
-    if bar is not None:
-        bar.close()
+    finally:        # the live progress bar is stopped however the loop ends
+        if bar is not None:
+            bar.close()
     if writer is not None:
         writer.close()
     if world > 1:

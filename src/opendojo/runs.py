@@ -1,0 +1,46 @@
+"""Run directories of the commands that write one, and the settings the whole-chain
+commands (`dojo demo`, `dojo loop`) share.
+
+Each command writes known files at the top of its run directory. Another command reads
+them to refuse a directory that is not its own: `dojo loop` refuses a train or demo run
+directory (`opendojo.loop`), and `dojo report` refuses anything but a demo or loop run
+(`opendojo.report.build`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from opendojo.config import StageConfig
+from opendojo.train.config import MIN_IMAGE_SIZE
+
+# What each command writes at the top of its run directory (names or glob patterns). A loop
+# writes its evaluations under round-N/, and its run.json only after its loop.json.
+TRAIN_RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", "step-*.safetensors")
+DEMO_RUN_FILES = ("run.json", "fleet_stats.json", "open_loop.json", "closed_loop.json")
+LOOP_RUN_FILES = ("loop.json",)
+
+
+def found(run: Path, marks: tuple[str, ...]) -> list[str]:
+    """Which of `marks` (names or glob patterns) are at the top of `run`."""
+    return [m for m in marks if any(run.glob(m))]
+
+
+class ChainSettings(StageConfig):
+    """What `DemoConfig` and `LoopConfig` share: where the run and its store are, its seed
+    and processes, the network's input and width, and the closed-loop suite's size."""
+
+    run_dir: str
+    store: str = Field("", description="clip store (default: RUN_DIR/store)")
+    seed: int = 0
+    workers: int = Field(2, ge=1)
+    image_size: int = Field(64, ge=MIN_IMAGE_SIZE)
+    width: int = Field(16, ge=1)
+    episodes_per_item: int = Field(2, ge=1, description="closed-loop episodes per scenario/event")
+    episode_s: float = Field(15.0, gt=0)
+
+    @property
+    def store_url(self) -> str:
+        return self.store or str(Path(self.run_dir) / "store")
