@@ -1,0 +1,204 @@
+"""Does the network see what is ahead? Its plan with and without other road users in view.
+
+A diagnosis, not a product feature. On the held-out items the network drives as
+`dojo eval --closed-loop` drives it; at every step it also plans a second time, on the
+same frame history rendered without some road users (a counterfactual camera: the scene
+is drawn again with them taken off the road, then put back; nothing is stepped). The
+difference between the two plans is what those road users change in the network's mind.
+
+  stopped_thing  the obstacle and stalled-vehicle items, the stopped thing erased
+  road_users     every other highway and merge item, every other road user erased
+
+Reference, measured in the same run: what the plan would have to change to be safe. For a
+stopped thing in the ego's lane (within LANE_HALF_M sideways) 5-60 m ahead, the plan's end
+point has to stop STOP_SHORT_M short of it, or leave the lane. Per arm: the steps counted,
+how much shorter the plan is because of the erased road users (metres at the horizon; mean,
+median, largest), how far it moves sideways, and, for the stopped thing, the shortening it
+needed and the share of that it made. Where the things are is read from the simulator,
+which only a diagnosis may do; nothing is trained on it.
+
+    .venv/bin/python benchmarks/object_sensitivity.py --checkpoint runs/demo/train > sens.json
+
+It drives 24 episodes (the validation suite's 12 stopped-thing and 12 highway and merge
+episodes at 2 per item), rendering and planning twice per step. Measured results are in
+`docs/driving.md` ("Does the network see what is ahead?").
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections import deque
+
+import numpy as np
+
+import _pool
+from _pool import log
+
+# -- settings -------------------------------------------------------------------------------
+EPISODES_PER_ITEM = 2
+SUITE = "validation"
+WORKERS = 2
+EPISODE_S = 15.0
+STOPPED_THINGS = ("obstacle", "stalled_vehicle")
+TRAFFIC_SCENARIOS = ("highway_sparse", "highway_dense", "merge")
+AHEAD_M = (5.0, 60.0)     # a road user counts when this far ahead of the ego's centre ...
+LANE_HALF_M = 2.0         # ... and at most this far to either side (in the ego's lane)
+STOP_SHORT_M = 5.0        # a safe plan ends this far short of a stopped thing in the lane
+MOVED_M = 1.0             # a plan "moved" when its end point moved at least this far
+
+
+def _ego_frame(ego, position) -> tuple[float, float]:
+    """(metres ahead, metres to the side) of a world position, seen from the ego."""
+    d = np.asarray(position) - ego.position
+    c, s = math.cos(ego.heading), math.sin(ego.heading)
+    return float(c * d[0] + s * d[1]), float(-s * d[0] + c * d[1])
+
+
+class TwoPlans:
+    """The network driving on the real camera, and planning again on a camera without `erased`."""
+
+    def __init__(self, model, arm: str):
+        from opendojo.train.loader import history_offsets
+
+        self.model, self.cfg, self.arm = model, model.config, arm
+        self.offsets = history_offsets(self.cfg.frames, self.cfg.frame_stride)
+        self.records: list[dict] = []
+
+    def reset(self, env) -> None:
+        span = 1 - int(self.offsets[0])
+        self.history = {k: deque(maxlen=span) for k in ("real", "erased")}
+        base = env.unwrapped
+        if self.arm == "stopped_thing":
+            truth = base.rare_event_truth
+            pool = base.road.objects if truth["kind"] == "obstacle" else base.road.vehicles
+            where = np.array([truth["x"], truth["y"]])     # where the injector put it
+            self.erased = [min(pool, key=lambda o: float(np.linalg.norm(o.position - where)))]
+        else:
+            self.erased = None                # every other road user, as they are each step
+
+    def _plan(self, frames: deque, state: dict) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.stack([frames[-1 + k] for k in self.offsets]))[None]
+        with torch.inference_mode():
+            out = self.model(x, torch.tensor([state["speed"]], dtype=torch.float32),
+                             torch.tensor([state["command"]]))
+        return out["trajectory"][0].numpy()
+
+    def command(self, env) -> tuple[float, float]:
+        from opendojo.evaluate.closed_loop import pure_pursuit, resize_frame
+        from opendojo.fleet.camera import render_ego_view
+        from opendojo.fleet.env import ego_state
+
+        base = env.unwrapped
+        ego = base.vehicle
+        erased = self.erased if self.erased is not None else \
+            [v for v in base.road.vehicles if v is not ego] + list(base.road.objects)
+        real = resize_frame(render_ego_view(env, env.camera), self.cfg.image_size)
+        vehicles, objects = base.road.vehicles, base.road.objects
+        base.road.vehicles = [v for v in vehicles if not any(v is e for e in erased)]
+        base.road.objects = [o for o in objects if not any(o is e for e in erased)]
+        try:
+            without = resize_frame(render_ego_view(env, env.camera), self.cfg.image_size)
+        finally:
+            base.road.vehicles, base.road.objects = vehicles, objects
+        for k, frame in (("real", real), ("erased", without)):
+            h = self.history[k]
+            h.append(frame)
+            while len(h) < h.maxlen:        # first step: repeat the only frame, as closed loop does
+                h.appendleft(frame)
+        state = ego_state(env)
+        plan, plan_without = self._plan(self.history["real"], state), self._plan(self.history["erased"], state)
+        ahead = [p for p in (_ego_frame(ego, e.position) for e in erased)
+                 if AHEAD_M[0] < p[0] < AHEAD_M[1] and abs(p[1]) <= LANE_HALF_M]
+        if ahead:
+            nearest = min(a for a, _ in ahead)
+            end, end_without = plan[-1], plan_without[-1]
+            self.records.append({
+                "shorter_m": float(end_without[0] - end[0]),
+                "sideways_m": float(abs(end[1] - end_without[1])),
+                "needed_m": float(max(0.0, end_without[0] - (nearest - STOP_SHORT_M))),
+                "leaves_lane": bool(abs(end[1]) > LANE_HALF_M * 2),
+            })
+        return pure_pursuit(plan, state["speed"], self.cfg, 1.0)
+
+
+def _job(args) -> dict:
+    from opendojo.evaluate.closed_loop import _cached_network, run_episode
+
+    arm, checkpoint, item, duration = args
+    driver = TwoPlans(_cached_network(checkpoint), arm)
+    ep, _ = run_episode(driver, "network", item, duration)
+    return {"arm": arm, "episode": ep.to_dict(), "records": driver.records}
+
+
+def summarize_arm(results: list[dict], arm: str) -> dict:
+    """What the erased road users changed in the plans, over the steps where one was ahead."""
+    recs = [r for res in results for r in res["records"]]
+    eps = [res["episode"] for res in results]
+    out = {"episodes": len(eps), "collisions": sum(1 for e in eps if e["collision"]),
+           "score": round(float(np.mean([e["score"] for e in eps])), 4), "steps_counted": len(recs)}
+    if not recs:
+        return out
+    shorter = np.array([r["shorter_m"] for r in recs])
+    side = np.array([r["sideways_m"] for r in recs])
+    out.update({
+        "plan_shorter_m": {"mean": round(float(shorter.mean()), 3),
+                           "median": round(float(np.median(shorter)), 3),
+                           "max": round(float(shorter.max()), 3)},
+        "plan_sideways_m": {"mean": round(float(side.mean()), 3), "max": round(float(side.max()), 3)},
+        "share_moved": round(float(np.mean(np.hypot(shorter, side) >= MOVED_M)), 4),
+    })
+    if arm == "stopped_thing":
+        needed = np.array([r["needed_m"] for r in recs])
+        out["needed_shorter_m"] = {"mean": round(float(needed.mean()), 3),
+                                   "median": round(float(np.median(needed)), 3)}
+        out["share_of_needed"] = round(float(np.clip(shorter, 0, None).sum() / max(needed.sum(), 1e-9)), 4)
+    return out
+
+
+def main(argv=None) -> None:
+    import multiprocessing as mp
+
+    from opendojo.errors import DojoError
+    from opendojo.evaluate.closed_loop import SUITES, suite
+    from opendojo.train.checkpoint import resolve
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default="runs/demo/train", help="run dir or step file")
+    ap.add_argument("--suite", default=SUITE, choices=list(SUITES))
+    ap.add_argument("--episodes-per-item", type=int, default=EPISODES_PER_ITEM)
+    ap.add_argument("--workers", type=int, default=WORKERS)
+    a = ap.parse_args(argv)
+    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        checkpoint = str(resolve(a.checkpoint))
+    except DojoError as e:
+        raise SystemExit(f"{e} (train one with `make demo`, or pass --checkpoint)") from None
+    items = suite(a.episodes_per_item, seed_offset=SUITES[a.suite])
+    arms = {"stopped_thing": [it for it in items if it.rare_event in STOPPED_THINGS],
+            "road_users": [it for it in items if it.rare_event not in STOPPED_THINGS
+                           and it.scenario in TRAFFIC_SCENARIOS]}
+    t0 = time.perf_counter()
+    with _pool.json_stdout() as emit:
+        result = {}
+        with mp.get_context("spawn").Pool(a.workers) as pool:
+            for arm, its in arms.items():
+                got = pool.map(_job, [(arm, checkpoint, it, EPISODE_S) for it in its], chunksize=1)
+                result[arm] = summarize_arm(got, arm)
+                s = result[arm]
+                log(f"{arm}: {s['steps_counted']} steps with one ahead in the lane; plan shorter by "
+                    f"{s.get('plan_shorter_m', {}).get('mean', float('nan')):.2f} m on average")
+        emit({"checkpoint": checkpoint, "suite": a.suite, "seeds": f"{items[0].seed}..{items[-1].seed}",
+              "episodes_per_item": a.episodes_per_item, "seconds": round(time.perf_counter() - t0, 1),
+              "settings": {"ahead_m": AHEAD_M, "lane_half_m": LANE_HALF_M, "stop_short_m": STOP_SHORT_M,
+                           "moved_m": MOVED_M},
+              "arms": result})
+
+
+if __name__ == "__main__":
+    main()
