@@ -57,6 +57,11 @@ LR = 2e-3
 EPISODE_S = 15.0                  # closed-loop episode length [s] (the demo's)
 CONTROL = "trajectory"            # the network drives by pure pursuit on its trajectory
 
+# The diagnoses that drive one checkpoint on one suite (driving_bounds.py, object_sensitivity.py)
+DIAGNOSIS_SUITE = "validation"    # not the test suite the demo and the benchmarks report
+DIAGNOSIS_EPISODES_PER_ITEM = 2
+STOPPED_THINGS = ("obstacle", "stalled_vehicle")   # rare events that stop something in the lane
+
 SMOKE_POOL_CLIPS = 40
 SMOKE_DATA_DIR = "bench-data/smoke"
 SMOKE_SCENARIOS = ("highway_sparse", "roundabout")
@@ -78,6 +83,37 @@ def arg_parser(description: str, steps_help: str = "training steps") -> argparse
     ap.add_argument("--scenarios", nargs="*", help="closed-loop scenarios (default: all)")
     ap.add_argument("--episode-s", type=float)
     return ap
+
+
+def diagnosis_args(description: str, argv=None, add_flags=None):
+    """Flags and set-up of a diagnosis that drives one checkpoint on one suite: `--checkpoint`,
+    `--suite`, `--episodes-per-item`, `--workers`, plus what `add_flags(parser)` adds.
+    Returns (args, the checkpoint file, the suite's items)."""
+    from opendojo.errors import DojoError
+    from opendojo.evaluate.closed_loop import SUITES, suite
+    from opendojo.train.checkpoint import resolve
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--checkpoint", default="runs/demo/train", help="run dir or step file")
+    ap.add_argument("--suite", default=DIAGNOSIS_SUITE, choices=list(SUITES))
+    ap.add_argument("--episodes-per-item", type=int, default=DIAGNOSIS_EPISODES_PER_ITEM)
+    ap.add_argument("--workers", type=int, default=WORKERS)
+    if add_flags:
+        add_flags(ap)
+    a = ap.parse_args(argv)
+    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        checkpoint = str(resolve(a.checkpoint))
+    except DojoError as e:
+        raise SystemExit(f"{e} (train one with `make demo`, or pass --checkpoint)") from None
+    return a, checkpoint, suite(a.episodes_per_item, seed_offset=SUITES[a.suite])
+
+
+def diagnosis_header(a, checkpoint: str, items, t0: float) -> dict:
+    """What every diagnosis's JSON starts with: what was driven, on which seeds, how long."""
+    return {"checkpoint": checkpoint, "suite": a.suite, "seeds": f"{items[0].seed}..{items[-1].seed}",
+            "episodes_per_item": a.episodes_per_item, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def parse_args(ap: argparse.ArgumentParser, argv, defaults: dict, smoke: dict) -> argparse.Namespace:

@@ -29,10 +29,8 @@ plan arm rolls 30 simulator steps out per step, ~9 s an episode).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
-import os
 import time
 
 import numpy as np
@@ -41,12 +39,8 @@ import _pool
 from _pool import log
 
 # -- settings -------------------------------------------------------------------------------
-EPISODES_PER_ITEM = 2
-SUITE = "validation"
-WORKERS = 2
-EPISODE_S = 15.0
+# suite, episodes per item, workers and episode length: _pool's DIAGNOSIS_* and EPISODE_S
 ARMS = ("network", "network+video_brake", "expert_plan", "expert")
-STOPPED_THINGS = ("obstacle", "stalled_vehicle")
 # IDM on the video headway (m, s, m/s^2): jam gap from the ego's front, time gap, max
 # acceleration, comfortable braking; strongest braking the cap asks for.
 BRAKE_S0, BRAKE_T, BRAKE_A, BRAKE_B, BRAKE_MAX = 4.0, 1.0, 3.0, 6.0, 8.0
@@ -147,7 +141,7 @@ def split(episodes: list[dict]) -> dict:
     """Mean score and collisions on the stopped-things items and on the rest."""
     out = {}
     for name, keep in (("stopped_things", True), ("rest", False)):
-        g = [e for e in episodes if (e["rare_event"] in STOPPED_THINGS) == keep]
+        g = [e for e in episodes if (e["rare_event"] in _pool.STOPPED_THINGS) == keep]
         out[name] = {"episodes": len(g), "score": round(float(np.mean([e["score"] for e in g])), 4),
                      "collisions": sum(1 for e in g if e["collision"]),
                      "route_completion": round(float(np.mean([e["route_completion"] for e in g])), 4)}
@@ -157,39 +151,23 @@ def split(episodes: list[dict]) -> dict:
 def main(argv=None) -> None:
     import multiprocessing as mp
 
-    from opendojo.errors import DojoError
-    from opendojo.evaluate.closed_loop import SUITES, suite
-    from opendojo.train.checkpoint import resolve
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", default="runs/demo/train", help="run dir or step file")
-    ap.add_argument("--suite", default=SUITE, choices=list(SUITES))
-    ap.add_argument("--episodes-per-item", type=int, default=EPISODES_PER_ITEM)
-    ap.add_argument("--workers", type=int, default=WORKERS)
-    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    a = ap.parse_args(argv)
-    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        checkpoint = str(resolve(a.checkpoint))
-    except DojoError as e:
-        raise SystemExit(f"{e} (train one with `make demo`, or pass --checkpoint)") from None
-    items = suite(a.episodes_per_item, seed_offset=SUITES[a.suite])
+    a, checkpoint, items = _pool.diagnosis_args(
+        __doc__.split("\n")[0], argv,
+        lambda ap: ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS)))
     t0 = time.perf_counter()
     with _pool.json_stdout() as emit:
         episodes = []
         with mp.get_context("spawn").Pool(a.workers) as pool:
             for arm in a.arms:
                 t = time.perf_counter()
-                jobs = [(arm, checkpoint, it, EPISODE_S) for it in items]
+                jobs = [(arm, checkpoint, it, _pool.EPISODE_S) for it in items]
                 got = pool.map(_job, jobs, chunksize=1)
                 episodes += got
                 s = _pool.summary(got)
                 log(f"{arm}: score {s['score']:.3f}, {s['collisions_per_km']:.2f} collisions/km "
                     f"({time.perf_counter() - t:.0f} s)")
         groups = _pool.by_driver(episodes)
-        emit({"checkpoint": checkpoint, "suite": a.suite, "seeds": f"{items[0].seed}..{items[-1].seed}",
-              "episodes_per_item": a.episodes_per_item, "seconds": round(time.perf_counter() - t0, 1),
+        emit({**_pool.diagnosis_header(a, checkpoint, items, t0),
               "arms": {arm: {**_pool.summary(groups[arm]), **split(groups[arm])} for arm in a.arms},
               "per_item": _pool.per_item(episodes, list(a.arms)), "episodes": episodes})
 

@@ -11,26 +11,23 @@ difference between the two plans is what those road users change in the network'
 
 Reference, measured in the same run: what the plan would have to change to be safe. For a
 stopped thing in the ego's lane (within LANE_HALF_M sideways) 5-60 m ahead, the plan's end
-point has to stop STOP_SHORT_M short of it, or leave the lane. Per arm: the steps counted,
-how much shorter the plan is because of the erased road users (metres at the horizon; mean,
-median, largest), how far it moves sideways, and, for the stopped thing, the shortening it
-needed and the share of that it made. Where the things are is read from the simulator,
+point has to stop STOP_SHORT_M short of it. Per arm: the steps counted, how much shorter
+the plan is because of the erased road users (metres at the horizon; mean, median,
+largest), how far it moves sideways, and, for the stopped thing, the shortening it needed
+and the share of that it made. Where the things are is read from the simulator,
 which only a diagnosis may do; nothing is trained on it.
 
     .venv/bin/python benchmarks/object_sensitivity.py --checkpoint runs/demo/train > sens.json
 
 It drives 24 episodes (the validation suite's 12 stopped-thing and 12 highway and merge
-episodes at 2 per item), rendering and planning twice per step. Measured results are in
+episodes at 2 per item), rendering every step twice and planning twice on the steps counted. Measured results are in
 `docs/driving.md` ("Does the network see what is ahead?").
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import time
-from collections import deque
 
 import numpy as np
 
@@ -38,11 +35,7 @@ import _pool
 from _pool import log
 
 # -- settings -------------------------------------------------------------------------------
-EPISODES_PER_ITEM = 2
-SUITE = "validation"
-WORKERS = 2
-EPISODE_S = 15.0
-STOPPED_THINGS = ("obstacle", "stalled_vehicle")
+# suite, episodes per item, workers and episode length: _pool's DIAGNOSIS_* and EPISODE_S
 TRAFFIC_SCENARIOS = ("highway_sparse", "highway_dense", "merge")
 AHEAD_M = (5.0, 60.0)     # a road user counts when this far ahead of the ego's centre ...
 LANE_HALF_M = 2.0         # ... and at most this far to either side (in the ego's lane)
@@ -58,18 +51,19 @@ def _ego_frame(ego, position) -> tuple[float, float]:
 
 
 class TwoPlans:
-    """The network driving on the real camera, and planning again on a camera without `erased`."""
+    """The network driving on the real camera (`NetworkDriver`, as closed loop drives it),
+    and a second one fed the camera without the erased road users, asked for a plan only
+    when one of them is in the lane ahead."""
 
     def __init__(self, model, arm: str):
-        from opendojo.train.loader import history_offsets
+        from opendojo.evaluate.closed_loop import NetworkDriver
 
-        self.model, self.cfg, self.arm = model, model.config, arm
-        self.offsets = history_offsets(self.cfg.frames, self.cfg.frame_stride)
+        self.net, self.blind, self.arm = NetworkDriver(model), NetworkDriver(model), arm
         self.records: list[dict] = []
 
     def reset(self, env) -> None:
-        span = 1 - int(self.offsets[0])
-        self.history = {k: deque(maxlen=span) for k in ("real", "erased")}
+        self.net.reset(env)
+        self.blind.reset(env)
         base = env.unwrapped
         if self.arm == "stopped_thing":
             truth = base.rare_event_truth
@@ -79,51 +73,38 @@ class TwoPlans:
         else:
             self.erased = None                # every other road user, as they are each step
 
-    def _plan(self, frames: deque, state: dict) -> np.ndarray:
-        import torch
-
-        x = torch.from_numpy(np.stack([frames[-1 + k] for k in self.offsets]))[None]
-        with torch.inference_mode():
-            out = self.model(x, torch.tensor([state["speed"]], dtype=torch.float32),
-                             torch.tensor([state["command"]]))
-        return out["trajectory"][0].numpy()
-
     def command(self, env) -> tuple[float, float]:
-        from opendojo.evaluate.closed_loop import pure_pursuit, resize_frame
         from opendojo.fleet.camera import render_ego_view
         from opendojo.fleet.env import ego_state
 
         base = env.unwrapped
         ego = base.vehicle
-        erased = self.erased if self.erased is not None else \
-            [v for v in base.road.vehicles if v is not ego] + list(base.road.objects)
-        real = resize_frame(render_ego_view(env, env.camera), self.cfg.image_size)
+        state = ego_state(env)
+        control = self.net.command(env)           # renders the real camera first
         vehicles, objects = base.road.vehicles, base.road.objects
-        base.road.vehicles = [v for v in vehicles if not any(v is e for e in erased)]
-        base.road.objects = [o for o in objects if not any(o is e for e in erased)]
+        if self.erased is None:
+            erased = [v for v in vehicles if v is not ego] + list(objects)
+            base.road.vehicles, base.road.objects = [ego], []
+        else:
+            erased, gone = self.erased, {id(e) for e in self.erased}
+            base.road.vehicles = [v for v in vehicles if id(v) not in gone]
+            base.road.objects = [o for o in objects if id(o) not in gone]
         try:
-            without = resize_frame(render_ego_view(env, env.camera), self.cfg.image_size)
+            self.blind.observe(render_ego_view(env, env.camera))
         finally:
             base.road.vehicles, base.road.objects = vehicles, objects
-        for k, frame in (("real", real), ("erased", without)):
-            h = self.history[k]
-            h.append(frame)
-            while len(h) < h.maxlen:        # first step: repeat the only frame, as closed loop does
-                h.appendleft(frame)
-        state = ego_state(env)
-        plan, plan_without = self._plan(self.history["real"], state), self._plan(self.history["erased"], state)
         ahead = [p for p in (_ego_frame(ego, e.position) for e in erased)
                  if AHEAD_M[0] < p[0] < AHEAD_M[1] and abs(p[1]) <= LANE_HALF_M]
         if ahead:
             nearest = min(a for a, _ in ahead)
-            end, end_without = plan[-1], plan_without[-1]
+            end = self.net.last_prediction[-1]
+            end_without = self.blind.predict(state["speed"], state["command"])["trajectory"][0, -1].numpy()
             self.records.append({
                 "shorter_m": float(end_without[0] - end[0]),
                 "sideways_m": float(abs(end[1] - end_without[1])),
                 "needed_m": float(max(0.0, end_without[0] - (nearest - STOP_SHORT_M))),
-                "leaves_lane": bool(abs(end[1]) > LANE_HALF_M * 2),
             })
-        return pure_pursuit(plan, state["speed"], self.cfg, 1.0)
+        return control
 
 
 def _job(args) -> dict:
@@ -163,38 +144,20 @@ def summarize_arm(results: list[dict], arm: str) -> dict:
 def main(argv=None) -> None:
     import multiprocessing as mp
 
-    from opendojo.errors import DojoError
-    from opendojo.evaluate.closed_loop import SUITES, suite
-    from opendojo.train.checkpoint import resolve
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", default="runs/demo/train", help="run dir or step file")
-    ap.add_argument("--suite", default=SUITE, choices=list(SUITES))
-    ap.add_argument("--episodes-per-item", type=int, default=EPISODES_PER_ITEM)
-    ap.add_argument("--workers", type=int, default=WORKERS)
-    a = ap.parse_args(argv)
-    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        checkpoint = str(resolve(a.checkpoint))
-    except DojoError as e:
-        raise SystemExit(f"{e} (train one with `make demo`, or pass --checkpoint)") from None
-    items = suite(a.episodes_per_item, seed_offset=SUITES[a.suite])
-    arms = {"stopped_thing": [it for it in items if it.rare_event in STOPPED_THINGS],
-            "road_users": [it for it in items if it.rare_event not in STOPPED_THINGS
+    a, checkpoint, items = _pool.diagnosis_args(__doc__.split("\n")[0], argv)
+    arms = {"stopped_thing": [it for it in items if it.rare_event in _pool.STOPPED_THINGS],
+            "road_users": [it for it in items if it.rare_event not in _pool.STOPPED_THINGS
                            and it.scenario in TRAFFIC_SCENARIOS]}
     t0 = time.perf_counter()
     with _pool.json_stdout() as emit:
         result = {}
         with mp.get_context("spawn").Pool(a.workers) as pool:
             for arm, its in arms.items():
-                got = pool.map(_job, [(arm, checkpoint, it, EPISODE_S) for it in its], chunksize=1)
-                result[arm] = summarize_arm(got, arm)
-                s = result[arm]
+                got = pool.map(_job, [(arm, checkpoint, it, _pool.EPISODE_S) for it in its], chunksize=1)
+                result[arm] = s = summarize_arm(got, arm)
                 log(f"{arm}: {s['steps_counted']} steps with one ahead in the lane; plan shorter by "
                     f"{s.get('plan_shorter_m', {}).get('mean', float('nan')):.2f} m on average")
-        emit({"checkpoint": checkpoint, "suite": a.suite, "seeds": f"{items[0].seed}..{items[-1].seed}",
-              "episodes_per_item": a.episodes_per_item, "seconds": round(time.perf_counter() - t0, 1),
+        emit({**_pool.diagnosis_header(a, checkpoint, items, t0),
               "settings": {"ahead_m": AHEAD_M, "lane_half_m": LANE_HALF_M, "stop_short_m": STOP_SHORT_M,
                            "moved_m": MOVED_M},
               "arms": result})

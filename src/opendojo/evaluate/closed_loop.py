@@ -93,20 +93,27 @@ class NetworkDriver:
         self.history.clear()
         self.last_prediction = None
 
+    def observe(self, frame: np.ndarray) -> None:
+        """Add a full-resolution camera frame to the history the network reads."""
+        frame = resize_frame(frame, self.cfg.image_size)
+        self.history.append(frame)
+        while len(self.history) < self.history.maxlen:   # first step: repeat the only frame
+            self.history.appendleft(frame)
+
+    def predict(self, speed: float, command: int) -> dict:
+        """The network's outputs (`PolicyNet.forward`) on the frames observed so far."""
+        torch = self.torch
+        frames = torch.from_numpy(np.stack([self.history[-1 + k] for k in self.offsets]))[None]
+        with torch.inference_mode():
+            return self.model(frames, torch.tensor([speed], dtype=torch.float32), torch.tensor([command]))
+
     def command(self, env) -> tuple[float, float]:
         from opendojo.fleet.camera import render_ego_view
         from opendojo.fleet.env import ego_state
 
-        torch = self.torch
-        frame = resize_frame(render_ego_view(env, env.camera), self.cfg.image_size)
-        self.history.append(frame)
-        while len(self.history) < self.history.maxlen:   # first step: repeat the only frame
-            self.history.appendleft(frame)
+        self.observe(render_ego_view(env, env.camera))
         state = ego_state(env)
-        frames = torch.from_numpy(np.stack([self.history[-1 + k] for k in self.offsets]))[None]
-        with torch.inference_mode():
-            out = self.model(frames, torch.tensor([state["speed"]], dtype=torch.float32),
-                             torch.tensor([state["command"]]))
+        out = self.predict(state["speed"], state["command"])
         traj = out["trajectory"][0].numpy()
         self.last_prediction = traj
         if self.control == "controls":

@@ -82,7 +82,7 @@ def build_report(run_dir: str | Path) -> Path:
     run = Path(run_dir)
     if not run.is_dir():
         raise DojoError(f"{run}: no such run directory")
-    if not any((run / f).is_file() for f in RUN_FILES):
+    if not found(run, RUN_FILES):
         hint = " (it looks like a `dojo train` run dir or its checkpoints)" \
             if found(run, TRAIN_RUN_FILES) else ""
         raise DojoError(f"{run}: not a run directory of `dojo demo` or `dojo loop`{hint}: "
@@ -135,8 +135,8 @@ def build_report(run_dir: str | Path) -> Path:
                             "vs_round_1": r.get("vs_round_1"),
                             "seconds": r["seconds"]} for r in loop["rounds"]],
                   "baselines": loop.get("baselines") or {}}
-        last = _load(run / f"round-{loop['rounds'][-1]['round']}" / "closed_loop.json")
-        if not closed and rounds["baselines"] and last:
+        if not closed and rounds["baselines"] and \
+                (last := _load(run / f"round-{loop['rounds'][-1]['round']}" / "closed_loop.json")):
             summary = {"network": last["summary"]["network"], **rounds["baselines"]}
             plots["closed"] = closed_loop_bars(summary, assets / "closed_loop.png").relative_to(run).as_posix()
             closed = {"summary": summary, "verdict": _verdict(summary), "seeds": last.get("seeds", ""),
