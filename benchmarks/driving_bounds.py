@@ -97,6 +97,7 @@ class ExpertPlan:
     def command(self, env) -> tuple[float, float]:
         from opendojo.evaluate.closed_loop import pure_pursuit
         from opendojo.fleet.env import ego_state, step_command
+        from opendojo.label.hindsight import to_ego_frame
 
         base = env.unwrapped
         viewer, base.viewer = base.viewer, None       # the renderer does not copy
@@ -104,14 +105,12 @@ class ExpertPlan:
         base.viewer = viewer
         driver = copy.deepcopy(self.expert)
         now = ego_state(sim)
-        c, s = math.cos(now["heading"]), math.sin(now["heading"])
         plan = []
         for k in range(1, PLAN_STEPS + 1):
             step_command(sim, *driver.command(sim))
             if k % PLAN_EVERY == 0:
                 p = ego_state(sim)
-                dx, dy = p["x"] - now["x"], p["y"] - now["y"]
-                plan.append((c * dx + s * dy, -s * dx + c * dy))   # the labels' ego frame
+                plan.append(to_ego_frame(p["x"] - now["x"], p["y"] - now["y"], now["heading"]))
         self.expert.command(env)                      # keep the expert's own timers in step
         return pure_pursuit(np.array(plan), now["speed"], self.cfg, 1.0)
 

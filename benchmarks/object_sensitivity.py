@@ -26,7 +26,6 @@ episodes at 2 per item), rendering every step twice and planning twice on the st
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -45,9 +44,11 @@ MOVED_M = 1.0             # a plan "moved" when its end point moved at least thi
 
 def _ego_frame(ego, position) -> tuple[float, float]:
     """(metres ahead, metres to the side) of a world position, seen from the ego."""
+    from opendojo.label.hindsight import to_ego_frame
+
     d = np.asarray(position) - ego.position
-    c, s = math.cos(ego.heading), math.sin(ego.heading)
-    return float(c * d[0] + s * d[1]), float(-s * d[0] + c * d[1])
+    ahead, side = to_ego_frame(d[0], d[1], ego.heading)
+    return float(ahead), float(side)
 
 
 class TwoPlans:

@@ -90,6 +90,13 @@ def labels_schema() -> pa.Schema:
     ])
 
 
+def to_ego_frame(dx, dy, heading) -> np.ndarray:
+    """World offsets (dx, dy) seen from a car with `heading`: [..., 2] of (x forward, y to
+    the world's +y side of it), the frame every label and plan is in. Broadcasts."""
+    c, s = np.cos(heading), np.sin(heading)
+    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
+
+
 def label_telemetry(tel: dict[str, np.ndarray], spec: LabelSpec = LabelSpec()) -> dict[str, np.ndarray]:
     """Label one clip from its telemetry columns (arrays of equal length, t increasing).
 
@@ -114,8 +121,7 @@ def label_telemetry(tel: dict[str, np.ndarray], spec: LabelSpec = LabelSpec()) -
     fh = np.interp(when, t, heading)
     fv = np.interp(when, t, speed)
     dx, dy = fx - x[:, None], fy - y[:, None]
-    c, s = np.cos(heading)[:, None], np.sin(heading)[:, None]
-    traj = np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)        # [N, W, 2] ego frame
+    traj = to_ego_frame(dx, dy, heading[:, None])                       # [N, W, 2] ego frame
 
     lat_end = traj[:, -1, 1]
     turn = fh[:, -1] - heading

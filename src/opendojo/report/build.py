@@ -44,11 +44,14 @@ def _load(path: Path) -> dict | None:
         raise DojoError(f"{path}: unreadable ({str(e).splitlines()[0]})") from None
 
 
+def defined(value) -> bool:
+    """A figure that can be shown: a finite number (not null in the JSON, NaN or absent)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def num(value, fmt: str = "%.2f", missing: str = "–") -> str:
-    """A figure formatted, or `missing` where it is undefined (null in the JSON, NaN, absent)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return missing
-    return fmt % value
+    """A figure formatted, or `missing` where it is undefined."""
+    return fmt % value if defined(value) else missing
 
 
 def _verdict(summary: dict) -> str:
@@ -59,7 +62,7 @@ def _verdict(summary: dict) -> str:
     parts = [f"Network driving score {num(net['score'], '%.3f')} "
              f"(CI {num(ci[0], '%.3f')}–{num(ci[1], '%.3f')})"]
     if fleet:
-        both = num(net["score"]) != "–" and num(fleet["score"]) != "–"
+        both = defined(net["score"]) and defined(fleet["score"])
         better = ("beats" if net["score"] > fleet["score"] else "does not beat") if both else "vs"
         parts.append(f"{better} the fleet-average human's {num(fleet['score'], '%.3f')}")
     if expert:

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from opendojo.label.hindsight import to_ego_frame
+
 EGO_HALF_LENGTH_M = 2.5
 EGO_HALF_WIDTH_M = 1.0
 MARGIN_M = 0.5
@@ -107,8 +109,7 @@ def ego_motion(x: np.ndarray, y: np.ndarray, heading: np.ndarray, frames: np.nda
     heading = np.unwrap(heading)
     j = np.minimum(frames[:, None] + np.arange(1, steps + 1)[None, :], len(x) - 1)
     dx, dy = x[j] - x[frames, None], y[j] - y[frames, None]
-    c, s = np.cos(heading[frames])[:, None], np.sin(heading[frames])[:, None]
-    pos = np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
+    pos = to_ego_frame(dx, dy, heading[frames, None])
     return pos.astype(np.float32), (heading[j] - heading[frames, None]).astype(np.float32)
 
 
