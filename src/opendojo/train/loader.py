@@ -73,6 +73,8 @@ class LoaderConfig:
                                   # and where the ego really went
     start_frames: bool = False    # also sample a clip's first frames (see ClipLabels)
     reaction_oversample: int = 0  # extra draws per epoch of reaction frames (see ClipLabels)
+    synthetic_share: float = 0.0  # share of samples that get a pasted road user
+                                  # (opendojo.train.synthesis); 0 = none
 
 
 COMMAND_SOURCES = get_args(CommandSource)
@@ -252,6 +254,9 @@ class TrainLoader:
         self.rows = {r["clip_id"]: r for r in cat if r["clip_id"] in self.labels.per_clip}
         if cfg.collision:
             self._collision_geometry(spec)
+        self.synthesis = None         # the camera things are pasted at (opendojo.train.synthesis)
+        if cfg.synthetic_share:
+            self._synthesis_geometry(spec)
         self.steps_per_epoch = epoch_steps(self.labels, cfg, world)
         if self.steps_per_epoch == 0:
             raise DatasetError(
@@ -272,6 +277,22 @@ class TrainLoader:
                                f"clips have widths {sorted(widths)} and rates {sorted(rates)}")
         self.px_per_m, self.ego_row = camera_geometry(widths.pop(), self.cfg.image_size)
         self.future_steps = int(round(spec.horizon_s * rates.pop()))
+
+    def _synthesis_geometry(self, spec: LabelSpec) -> None:
+        """Things are pasted only into bird's-eye simulator clips, at their camera's scale."""
+        from opendojo.train.occupancy import BIRDS_EYE_SOURCES, camera_geometry
+        from opendojo.train.synthesis import Geometry
+
+        sim = [r for r in self.rows.values() if r["source"] in BIRDS_EYE_SOURCES]
+        widths = {r["width"] for r in sim}
+        rates = {round(float(r["fps"]), 3) for r in sim}
+        if len(widths) > 1 or len(rates) > 1:
+            raise DatasetError(f"synthesised road users need one camera width and frame rate; "
+                               f"these clips have widths {sorted(widths)} and rates {sorted(rates)}")
+        if sim:
+            px_per_m, ego_row = camera_geometry(widths.pop(), self.cfg.image_size)
+            times = spec.horizon_s * np.arange(1, spec.waypoints + 1) / spec.waypoints
+            self.synthesis = Geometry(px_per_m, ego_row, self.cfg.frame_stride / rates.pop(), times)
 
     # -- position ------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -343,28 +364,40 @@ class TrainLoader:
             for j in range(max(skip, 0), len(batches)):
                 nxt = first + j + 1
                 self.epoch, self.batch = (epoch, nxt) if nxt < self.steps_per_epoch else (epoch + 1, 0)
-                yield self._assemble(videos, info, batches[j], fields)
+                yield self._assemble(videos, info, batches[j], fields, (epoch, first + j), clips)
 
     def _cost_fields(self, clips: list[str]) -> list[np.ndarray]:
         from opendojo.train.occupancy import clip_cost_field
 
         return [clip_cost_field(self.store, self.rows[c], self.cfg.image_size) for c in clips]
 
-    def _assemble(self, videos, info, pairs: np.ndarray, fields=None) -> dict[str, torch.Tensor]:
+    def _assemble(self, videos, info, pairs: np.ndarray, fields=None,
+                  position: tuple[int, int] = (0, 0), clips: list[str] = ()) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        frames = torch.from_numpy(np.stack([videos[k][history_indices(f, cfg.frames, cfg.frame_stride)]
-                                            for k, f in pairs]))
         pick = lambda key: np.stack([info[k][key][f] for k, f in pairs])  # noqa: E731
-        batch = {
-            "frames": frames,
-            "speed": torch.from_numpy(pick("speed")),
-            "command": torch.from_numpy(pick("command")),
-            "trajectory": torch.from_numpy(pick("trajectory")),
-            "controls": torch.from_numpy(pick("controls")),
+        arrays = {
+            "frames": np.stack([videos[k][history_indices(f, cfg.frames, cfg.frame_stride)]
+                                for k, f in pairs]),
+            "speed": pick("speed"), "command": pick("command"),
+            "trajectory": pick("trajectory"), "controls": pick("controls"),
         }
+        if self.synthesis is not None:
+            self._paste_things(arrays, pairs, position, clips)
+        batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
         if cfg.collision:
             batch.update(self._collision_inputs(info, fields, pairs))
         return batch
+
+    def _paste_things(self, arrays: dict, pairs: np.ndarray, position: tuple[int, int], clips) -> None:
+        """Synthesised road users (opendojo.train.synthesis) in a share of the batch's
+        samples from bird's-eye clips, drawn with a generator seeded by the batch's place in
+        the order: the same batch always gets the same things, resumed or not."""
+        from opendojo.train.occupancy import BIRDS_EYE_SOURCES
+        from opendojo.train.synthesis import synthesize
+
+        sim = np.array([self.rows[c]["source"] in BIRDS_EYE_SOURCES for c in clips])
+        rng = np.random.default_rng([self.cfg.seed, *position, self.rank, 0x5917])
+        synthesize(arrays, sim[pairs[:, 0]], self.cfg.synthetic_share, rng, self.synthesis)
 
     def _collision_inputs(self, info, fields, pairs: np.ndarray) -> dict[str, torch.Tensor]:
         from opendojo.train.occupancy import ego_motion

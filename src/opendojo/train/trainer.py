@@ -121,7 +121,8 @@ def make_loader(cfg: TrainConfig, rank: int = 0, world: int = 1) -> TrainLoader:
                       block_clips=cfg.block_clips, workers=cfg.workers, seed=cfg.seed,
                       frame_cache=cfg.frame_cache, command=cfg.command,
                       collision=cfg.collision_weight > 0, start_frames=cfg.start_frames,
-                      reaction_oversample=cfg.reaction_oversample)
+                      reaction_oversample=cfg.reaction_oversample,
+                      synthetic_share=cfg.synthetic_share)
     return TrainLoader(store, clips, label_spec(cfg), lc, rank=rank, world=world)
 
 

@@ -1,0 +1,215 @@
+"""Synthesised road users: things pasted into training frames, with the driven future cut
+short so that it stops or follows behind them (ChauffeurNet's "synthesizing the worst",
+Bansal et al., RSS 2019).
+
+The fleet's good drivers see a stopped car long before the camera does and have changed
+lane or slowed by the time it is in the frames, so a fleet's clips hold almost no samples
+of a car at speed closing on something in its lane (34 of the demo's 8,439), and a network
+trained on them does not react to what it sees ahead (docs/driving.md, "Does the network
+see what is ahead?"). This module makes such samples from any sample at speed:
+
+1. A thing (a stopped or slower car, or a box-sized obstacle) is placed `d` metres along
+   the path the driver really drove next (the hindsight label), in the newest frame and,
+   moved by the closing speed, in the older frames of the sample's history. It is drawn
+   as highway-env draws road users (a filled rectangle with a dark outline) at the
+   input's scale, each pixel covered in proportion to its area, as the loader's resize
+   leaves a real car.
+2. The label keeps the driven path but not its pace: the car brakes at the constant
+   deceleration that brings it to the thing's speed `GAP_M + HEADWAY_S x speed` behind
+   it (at most `MAX_DECEL`; a far thing is approached at speed and braked for at
+   `COMFORT_DECEL`), and never goes further along the path than the driver did.
+   The acceleration label becomes at most that deceleration.
+3. Some of the pasted things sit a lane to the side of the path instead, with the label
+   left as driven: a thing that is not in the way is no reason to brake.
+
+Only bird's-eye simulator clips get things (their camera's scale and ego row are known);
+the label and the frames are all that is read: telemetry-derived labels, never the
+simulator's ground truth. The loader calls `synthesize` on a batch with a generator seeded
+by the batch's position, so a resumed run pastes the same things.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# (length, width) in metres: a car (highway-env's Vehicle) and an obstacle (its Obstacle)
+SIZES_M = ((5.0, 2.0), (2.0, 2.0))
+# highway-env's fills: yellow (obstacles, parked cars), blue (traffic), red (crashed)
+COLOURS = np.array([(200, 200, 0), (100, 200, 255), (255, 100, 100)], np.float32)
+OUTLINE = np.array((60, 60, 60), np.float32)
+OUTLINE_M = 1 / 1.5          # highway-env's 1 px outline at the fleet camera's 1.5 px/m
+EGO_HALF_LENGTH_M = 2.5
+GAP_M = 2.0                  # bumper to bumper, standing
+HEADWAY_S = 1.0              # extra gap per m/s of the thing's speed
+MAX_DECEL = 6.0              # m/s^2
+COMFORT_DECEL = 2.0          # m/s^2: how hard a driver brakes who saw it in time
+MIN_SPEED = 3.0              # m/s: slower samples get no thing (their path says no direction)
+SUPERSAMPLE = 8              # sub-pixels per pixel side for the area coverage
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The input frames' camera: pixels per metre, the ego's row (fraction of the height),
+    seconds between two history frames, and the label's waypoint times (s)."""
+
+    px_per_m: float
+    ego_row: float
+    history_dt: float
+    times: np.ndarray
+
+
+def path_arc(traj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A label's path from the ego (the origin) through its waypoints [W, 2]: the points
+    [W+1, 2] and their arc lengths [W+1]."""
+    pts = np.concatenate([np.zeros((1, 2), traj.dtype), traj])
+    return pts, np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+
+
+def along(pts: np.ndarray, arc: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points [K, 2] and unit directions [K, 2] at arc lengths `s` along a path, straight on
+    past its end (and straight ahead along x where the path is shorter than a metre)."""
+    s = np.asarray(s, np.float64)
+    if arc[-1] < 1.0:
+        return np.stack([s, np.zeros_like(s)], -1), np.tile([1.0, 0.0], (len(s), 1))
+    seg = np.clip(np.searchsorted(arc, s, side="right") - 1, 0, len(arc) - 2)
+    seg_len = np.maximum(arc[seg + 1] - arc[seg], 1e-6)
+    direction = (pts[seg + 1] - pts[seg]) / seg_len[:, None]
+    # a segment where the car stood still has no direction: use the path's overall one
+    still = arc[seg + 1] - arc[seg] < 1e-3
+    direction[still] = (pts[-1] / arc[-1])
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    return pts[seg] + direction * (s - arc[seg])[:, None], direction
+
+
+def braking_arc(speed: float, thing_speed: float, room_m: float, times: np.ndarray) -> tuple[np.ndarray, float]:
+    """Arc lengths at `times` of a car at `speed` that closes on a thing at `thing_speed`
+    with `room_m` metres of closing to spare, and the deceleration it brakes at now (0
+    while it still keeps its speed).
+
+    It keeps its speed until braking at COMFORT_DECEL would just match the thing's speed at
+    the end of the room, then brakes at that rate; with less room than that, it brakes at
+    once, as hard as it takes (at most MAX_DECEL). Having matched, it follows."""
+    closing = max(speed - thing_speed, 0.0)
+    if closing == 0.0:
+        return speed * times, 0.0
+    need = MAX_DECEL if room_m <= 0 else closing**2 / (2 * room_m)
+    decel = min(MAX_DECEL, max(need, COMFORT_DECEL))
+    t_brake = 0.0 if need >= COMFORT_DECEL else (room_m - closing**2 / (2 * decel)) / closing
+    t = np.clip(times - t_brake, 0.0, closing / decel)          # seconds spent braking
+    arc = speed * times - decel * t**2 / 2 - decel * t * np.maximum(times - t_brake - t, 0.0)
+    return arc, decel if t_brake <= 0 else 0.0
+
+
+def draw_box(frame: np.ndarray, centre_px: tuple[float, float], direction: np.ndarray,
+             size_m: tuple[float, float], colour: np.ndarray, px_per_m: float) -> None:
+    """Blend a filled rectangle with a dark outline into a float frame [H, W, 3] in place.
+    `centre_px` (row, col); `direction` the box's length axis as (rows, cols) unit vector."""
+    h, w = frame.shape[:2]
+    length, width = (size_m[0] * px_per_m, size_m[1] * px_per_m)
+    line = OUTLINE_M * px_per_m
+    reach = math.hypot(length, width) / 2 + line + 1
+    r0, r1 = int(math.floor(centre_px[0] - reach)), int(math.ceil(centre_px[0] + reach))
+    c0, c1 = int(math.floor(centre_px[1] - reach)), int(math.ceil(centre_px[1] + reach))
+    r0, r1, c0, c1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
+    if r0 >= r1 or c0 >= c1:
+        return
+    sub = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE
+    rr = (np.arange(r0, r1)[:, None] + sub[None, :]).reshape(-1)
+    cc = (np.arange(c0, c1)[:, None] + sub[None, :]).reshape(-1)
+    dr, dc = rr[:, None] - centre_px[0], cc[None, :] - centre_px[1]
+    a = np.abs(dr * direction[0] + dc * direction[1])          # along the length
+    b = np.abs(-dr * direction[1] + dc * direction[0])         # across
+    outer = (a <= length / 2) & (b <= width / 2)
+    inner = (a <= length / 2 - line) & (b <= width / 2 - line)
+    shape = (r1 - r0, SUPERSAMPLE, c1 - c0, SUPERSAMPLE)
+    cover_fill = inner.reshape(shape).mean(axis=(1, 3))[..., None]
+    cover_line = (outer & ~inner).reshape(shape).mean(axis=(1, 3))[..., None]
+    patch = frame[r0:r1, c0:c1]
+    frame[r0:r1, c0:c1] = patch * (1 - cover_fill - cover_line) + colour * cover_fill + OUTLINE * cover_line
+
+
+@dataclass(frozen=True)
+class Thing:
+    """One pasted thing: how far along the path, how far to its side, its speed and look."""
+
+    distance_m: float
+    side_m: float
+    speed: float
+    size_m: tuple[float, float]
+    colour: np.ndarray
+
+
+def draw_thing(frames: np.ndarray, traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> np.ndarray:
+    """The sample's history frames uint8 [T, H, W, 3] (oldest first, newest last) with the
+    thing drawn where it was in each: in the newest, `distance_m` along the driven path
+    (`side_m` to its right); in a frame k steps older, further by the closing speed."""
+    pts, arc = path_arc(traj.astype(np.float64))
+    (pos,), (direction,) = along(pts, arc, [thing.distance_m])
+    pos = pos + thing.side_m * np.array([-direction[1], direction[0]])
+    out = frames.astype(np.float32)
+    t_count, h, w = frames.shape[:3]
+    for k in range(t_count):
+        age = (t_count - 1 - k) * geo.history_dt
+        # the ego was speed*age behind (straight), the thing thing.speed*age back along its way
+        x = pos[0] + speed * age - thing.speed * age * direction[0]
+        y = pos[1] - thing.speed * age * direction[1]
+        centre = (geo.ego_row * h - x * geo.px_per_m, w / 2 + y * geo.px_per_m)
+        draw_box(out[k], centre, np.array([-direction[0], direction[1]]), thing.size_m,
+                 thing.colour, geo.px_per_m)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def stop_behind(traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> tuple[np.ndarray, float]:
+    """The label [W, 2] cut short to stop or follow behind a thing in the path (the label
+    itself when the driven future already keeps back), and the deceleration to brake at
+    now (`braking_arc`)."""
+    pts, arc = path_arc(traj.astype(np.float64))
+    gap = EGO_HALF_LENGTH_M + thing.size_m[0] / 2 + GAP_M + HEADWAY_S * thing.speed
+    room = thing.distance_m - gap
+    plan, decel = braking_arc(speed, thing.speed, room, geo.times)
+    # where the thing is by then, minus the gap: never beyond (even when braking is too late)
+    limit = np.maximum(thing.distance_m + thing.speed * geo.times - gap, 0.0)
+    s = np.minimum(arc[1:], np.minimum(plan, limit))
+    if np.allclose(s, arc[1:]):
+        return traj, 0.0
+    new, _ = along(pts, arc, s)
+    return new.astype(traj.dtype), decel
+
+
+def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_share: float) -> Thing:
+    """A random thing for a sample at `speed`: a car or an obstacle, at most `reach_m`
+    ahead; half the cars are slower traffic (blue), the rest stand still (yellow, or red as
+    a crashed car); a share `side_share` a lane (3.5-4.5 m) to either side of the path."""
+    size = SIZES_M[rng.integers(len(SIZES_M))]
+    moving = size == SIZES_M[0] and rng.random() < 0.5
+    thing_speed = float(rng.uniform(0, 0.8 * speed)) if moving else 0.0
+    side = float(rng.choice([-1, 1]) * rng.uniform(3.5, 4.5)) if rng.random() < side_share else 0.0
+    near = EGO_HALF_LENGTH_M + size[0] / 2 + 1.0
+    return Thing(distance_m=float(rng.uniform(near, reach_m)), side_m=side, speed=thing_speed,
+                 size_m=size, colour=COLOURS[1 if moving else rng.choice([0, 2])])
+
+
+def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.Generator,
+               geo: Geometry, side_share: float = 0.4) -> dict:
+    """Paste a thing into a share of the batch's eligible samples (in place on numpy
+    arrays: frames uint8 [B, T, H, W, 3], speed [B], trajectory [B, W, 2], controls [B, 2]);
+    returns which samples got one (bool [B]) and which of those had their label cut
+    (bool [B])."""
+    b, _, h = batch["frames"].shape[:3]
+    reach = geo.ego_row * h / geo.px_per_m
+    pasted, braked = np.zeros(b, bool), np.zeros(b, bool)
+    for i in np.flatnonzero(eligible & (batch["speed"] >= MIN_SPEED) & (rng.random(b) < share)):
+        v = float(batch["speed"][i])
+        thing = pick_thing(rng, v, reach, side_share)
+        batch["frames"][i] = draw_thing(batch["frames"][i], batch["trajectory"][i], v, thing, geo)
+        pasted[i] = True
+        if thing.side_m == 0.0:
+            label = batch["trajectory"][i]
+            cut, decel = stop_behind(label, v, thing, geo)
+            braked[i] = cut is not label
+            batch["trajectory"][i] = cut
+            batch["controls"][i, 0] = min(batch["controls"][i, 0], -decel)
+    return {"pasted": pasted, "braked": braked}

@@ -1,0 +1,135 @@
+"""Synthesised road users (opendojo.train.synthesis): the pasted thing is where the label
+says and the data engine's video headway reads it there; the cut label stops or follows
+behind it on the driven path; things beside the path leave the label alone; the loader
+pastes the same things into the same batch."""
+
+import numpy as np
+import pytest
+import torch
+
+from opendojo.engine.quality import QualityConfig, gap_ahead
+from opendojo.label.hindsight import LabelSpec
+from opendojo.train.occupancy import camera_geometry
+from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, MAX_DECEL, Geometry,
+                                      Thing, braking_arc, draw_thing, path_arc, stop_behind,
+                                      synthesize)
+
+TIMES = np.arange(1, 7) * 0.5
+YELLOW = np.array((200, 200, 0), np.float32)
+
+
+def _geo(size: int = 128) -> Geometry:
+    ppm, ego_row = camera_geometry(128, size)
+    return Geometry(ppm, ego_row, 0.1, TIMES)
+
+
+def _straight(speed: float) -> np.ndarray:
+    return np.stack([speed * TIMES, np.zeros_like(TIMES)], -1).astype(np.float32)
+
+
+def _car(distance: float, speed: float = 0.0, side: float = 0.0) -> Thing:
+    return Thing(distance_m=distance, side_m=side, speed=speed, size_m=(5.0, 2.0), colour=YELLOW)
+
+
+@pytest.mark.parametrize("distance", [20.0, 45.0])
+def test_the_engine_video_headway_reads_the_pasted_car_where_it_was_put(distance):
+    frames = np.full((4, 128, 128, 3), 100, np.uint8)
+    out = draw_thing(frames, _straight(20.0), 20.0, _car(distance), _geo())
+    gap = gap_ahead(out, QualityConfig())
+    # newest frame: bumper-to-bumper gap; each older frame 20 m/s x 0.1 s further
+    expect = distance - EGO_HALF_LENGTH_M - 2.5 + 2.0 * np.arange(3, -1, -1)
+    np.testing.assert_allclose(gap, expect, atol=1.0)
+    assert (out != frames).any(axis=-1).sum(axis=(1, 2)).min() > 0
+
+
+def test_a_car_beside_the_path_is_a_lane_over_and_not_in_the_headway():
+    frames = np.full((1, 128, 128, 3), 100, np.uint8)
+    geo = _geo()
+    out = draw_thing(frames, _straight(20.0), 20.0, _car(30.0, side=4.0), geo)
+    assert np.isinf(gap_ahead(out, QualityConfig())).all()
+    cols = np.flatnonzero((out[0] != 100).any(axis=(0, 2)))
+    # +y is the camera's right (as the labels' y in highway-env's frame)
+    assert cols.min() > 64 + 2.5 * geo.px_per_m and cols.max() < 64 + 5.5 * geo.px_per_m
+
+
+def test_braking_arc_comes_to_the_thing_speed_within_the_room():
+    arc, decel = braking_arc(20.0, 0.0, 40.0, np.linspace(0, 6, 61))
+    assert decel == pytest.approx(20.0**2 / 80)
+    assert arc.max() == pytest.approx(40.0, abs=1e-6)
+    assert (np.diff(arc) >= -1e-9).all()
+    follow, _ = braking_arc(20.0, 10.0, 30.0, np.array([10.0, 11.0]))
+    assert follow[1] - follow[0] == pytest.approx(10.0)       # following at the thing's speed
+    _, hard = braking_arc(30.0, 0.0, 5.0, TIMES)
+    assert hard == MAX_DECEL
+
+
+def test_the_cut_label_stops_behind_a_stopped_car_on_the_driven_path():
+    # a path that bends right: the cut label keeps to it and ends short of the car
+    traj = np.stack([20 * TIMES, 0.4 * TIMES**2], -1).astype(np.float32)
+    pts, arc = path_arc(traj.astype(np.float64))
+    new, decel = stop_behind(traj, 20.0, _car(40.0), _geo())
+    _, new_arc = path_arc(new.astype(np.float64))
+    assert decel > 0 and new_arc[-1] <= 40.0 - EGO_HALF_LENGTH_M - 2.5 - GAP_M + 1e-4
+    # every point is on the driven path: its lateral offset is the path's at that arc
+    np.testing.assert_allclose(new[:, 1], np.interp(new_arc[1:], arc, pts[:, 1]), atol=0.05)
+
+
+def test_a_slower_car_is_followed_at_its_speed_and_a_far_one_changes_nothing():
+    geo = _geo()
+    label = _straight(25.0)
+    gap = 5.0 + GAP_M + HEADWAY_S * 15.0
+    near, decel = stop_behind(label, 25.0, _car(40.0, speed=15.0), geo)
+    assert decel == pytest.approx(10.0**2 / (2 * (40.0 - gap)))     # brakes now, just enough
+    later, not_yet = stop_behind(label, 25.0, _car(70.0, speed=15.0), geo)
+    assert not_yet == 0.0 and later is not label                     # keeps its speed, brakes later
+    np.testing.assert_allclose(later[:2], label[:2])
+    for new, d in ((near, 40.0), (later, 70.0)):
+        assert (new[:, 0] <= d + 15.0 * TIMES - gap + 1e-3).all()
+    slow = _straight(5.0)
+    same, none = stop_behind(slow, 5.0, _car(60.0), geo)
+    assert none == 0.0 and same is slow
+
+
+def test_synthesize_pastes_only_where_asked_and_cuts_only_things_in_the_path():
+    rng = np.random.default_rng(0)
+    b = 64
+    batch = {"frames": np.full((b, 2, 64, 64, 3), 100, np.uint8),
+             "speed": np.where(np.arange(b) % 4 == 0, 1.0, 20.0).astype(np.float32),
+             "trajectory": np.repeat(_straight(20.0)[None], b, 0),
+             "controls": np.zeros((b, 2), np.float32)}
+    before = {k: v.copy() for k, v in batch.items()}
+    eligible = np.arange(b) % 8 != 1
+    got = synthesize(batch, eligible, 1.0, rng, _geo(64), side_share=0.4)
+    pasted, braked = got["pasted"], got["braked"]
+    assert not pasted[~eligible].any() and not pasted[batch["speed"] < 3].any()
+    assert pasted.sum() == (eligible & (batch["speed"] >= 3)).sum()
+    changed = (batch["frames"] != before["frames"]).reshape(b, -1).any(1)
+    np.testing.assert_array_equal(changed, pasted)
+    relabelled = (batch["trajectory"] != before["trajectory"]).reshape(b, -1).any(1)
+    np.testing.assert_array_equal(relabelled, braked)
+    assert 0 < braked.sum() < pasted.sum()              # some things sat beside the path
+    assert (batch["controls"][braked, 0] <= 0).all() and (batch["controls"][~braked, 0] == 0).all()
+    assert (batch["trajectory"][braked, -1, 0] < before["trajectory"][braked, -1, 0]).all()
+
+
+def test_the_loader_pastes_the_same_things_into_the_same_batch(tmp_path):
+    from clipfactory import labelled_synthetic_store
+    from opendojo.train.loader import LoaderConfig, TrainLoader
+
+    store = labelled_synthetic_store(tmp_path / "s", clips=2, frames=60, size=32, seed=5)
+    ids = sorted(store.clip_ids())
+    cfg = LoaderConfig(batch_size=8, frames=2, image_size=16, workers=0)
+    plain = TrainLoader(store, ids, LabelSpec(), cfg)
+    pasting = LoaderConfig(**{**cfg.__dict__, "synthetic_share": 1.0})
+    fresh = iter(TrainLoader(store, ids, LabelSpec(), pasting))
+    first, second = next(fresh), next(fresh)
+    ref = next(iter(plain))
+    assert not torch.equal(first["frames"], ref["frames"])
+    torch.testing.assert_close(first["speed"], ref["speed"])
+    # a loader resumed at the second batch pastes what the first run pasted there
+    resumed = TrainLoader(store, ids, LabelSpec(), pasting)
+    resumed.load_state_dict({**resumed.state_dict(), "batch": 1})
+    again = next(iter(resumed))
+    for k in ("frames", "trajectory", "controls"):
+        torch.testing.assert_close(again[k], second[k])
+    assert not torch.equal(first["frames"], second["frames"])
