@@ -74,6 +74,17 @@ def test_the_cut_label_stops_behind_a_stopped_car_on_the_driven_path():
     np.testing.assert_allclose(new[:, 1], np.interp(new_arc[1:], arc, pts[:, 1]), atol=0.05)
 
 
+@pytest.mark.parametrize("distance, thing_speed", [(6.5, 0.0), (15.0, 12.0), (30.0, 0.0)])
+def test_a_thing_too_near_to_stop_for_gets_the_hardest_braking_a_car_can_do(distance, thing_speed):
+    new, decel = stop_behind(_straight(20.0), 20.0, _car(distance, speed=thing_speed), _geo())
+    assert decel == MAX_DECEL
+    # braking at MAX_DECEL until down to the thing's speed, then on at that speed
+    t_match = (20.0 - thing_speed) / MAX_DECEL
+    t = np.minimum(TIMES, t_match)
+    hardest = 20.0 * t - MAX_DECEL * t**2 / 2 + thing_speed * (TIMES - t)
+    np.testing.assert_allclose(new[:, 0], hardest, atol=1e-3)
+
+
 def test_a_slower_car_is_followed_at_its_speed_and_a_far_one_changes_nothing():
     geo = _geo()
     label = _straight(25.0)
@@ -96,7 +107,7 @@ def test_synthesize_pastes_only_where_asked_and_cuts_only_things_in_the_path():
     batch = {"frames": np.full((b, 2, 64, 64, 3), 100, np.uint8),
              "speed": np.where(np.arange(b) % 4 == 0, 1.0, 20.0).astype(np.float32),
              "trajectory": np.repeat(_straight(20.0)[None], b, 0),
-             "controls": np.zeros((b, 2), np.float32)}
+             "controls": np.tile(np.float32([1.5, 0.01]), (b, 1))}
     before = {k: v.copy() for k, v in batch.items()}
     eligible = np.arange(b) % 8 != 1
     got = synthesize(batch, eligible, 1.0, rng, _geo(64), side_share=0.4)
@@ -108,7 +119,10 @@ def test_synthesize_pastes_only_where_asked_and_cuts_only_things_in_the_path():
     relabelled = (batch["trajectory"] != before["trajectory"]).reshape(b, -1).any(1)
     np.testing.assert_array_equal(relabelled, braked)
     assert 0 < braked.sum() < pasted.sum()              # some things sat beside the path
-    assert (batch["controls"][braked, 0] <= 0).all() and (batch["controls"][~braked, 0] == 0).all()
+    # the driver's controls stay where the label stayed; where it was cut, no speeding up
+    np.testing.assert_array_equal(batch["controls"][~braked], before["controls"][~braked])
+    assert (batch["controls"][braked, 0] <= 0).all()
+    np.testing.assert_array_equal(batch["controls"][:, 1], before["controls"][:, 1])
     assert (batch["trajectory"][braked, -1, 0] < before["trajectory"][braked, -1, 0]).all()
 
 

@@ -16,9 +16,10 @@ see what is ahead?"). This module makes such samples from any sample at speed:
    leaves a real car.
 2. The label keeps the driven path but not its pace: the car brakes at the constant
    deceleration that brings it to the thing's speed `GAP_M + HEADWAY_S x speed` behind
-   it (at most `MAX_DECEL`; a far thing is approached at speed and braked for at
-   `COMFORT_DECEL`), and never goes further along the path than the driver did.
-   The acceleration label becomes at most that deceleration.
+   it (a far thing is approached at speed and braked for at `COMFORT_DECEL`; one too
+   near for that is braked for at once, at most at `MAX_DECEL`, even where that is too
+   late), and never goes further along the path than the driver did. Where the label is
+   cut, the acceleration label becomes at most that deceleration.
 3. Some of the pasted things sit a lane to the side of the path instead, with the label
    left as driven: a thing that is not in the way is no reason to brake.
 
@@ -169,10 +170,9 @@ def stop_behind(traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> 
     pts, arc = path_arc(traj.astype(np.float64))
     gap = EGO_HALF_LENGTH_M + thing.size_m[0] / 2 + GAP_M + HEADWAY_S * thing.speed
     room = thing.distance_m - gap
+    # Too near to stop in time, the label brakes as hard as a car can (MAX_DECEL), no harder.
     plan, decel = braking_arc(speed, thing.speed, room, geo.times)
-    # where the thing is by then, minus the gap: never beyond (even when braking is too late)
-    limit = np.maximum(thing.distance_m + thing.speed * geo.times - gap, 0.0)
-    s = np.minimum(arc[1:], np.minimum(plan, limit))
+    s = np.minimum(arc[1:], plan)
     if np.allclose(s, arc[1:]):
         return traj, 0.0
     new, _ = along(pts, arc, s)
@@ -209,7 +209,8 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
         if thing.side_m == 0.0:
             label = batch["trajectory"][i]
             cut, decel = stop_behind(label, v, thing, geo)
-            braked[i] = cut is not label
-            batch["trajectory"][i] = cut
-            batch["controls"][i, 0] = min(batch["controls"][i, 0], -decel)
+            if cut is not label:
+                braked[i] = True
+                batch["trajectory"][i] = cut
+                batch["controls"][i, 0] = min(batch["controls"][i, 0], -decel)
     return {"pasted": pasted, "braked": braked}
