@@ -71,14 +71,18 @@ def main(argv=None) -> dict:
         synthesis.OUTLINE_M = 0.0
     cfg = TrainConfig(**{**trained, "store": a.store or trained["store"],
                          "dataset": a.dataset or trained["dataset"], "split": a.split,
-                         "batch_size": a.batch_size, "workers": 0, "synthetic_share": 1.0,
+                         "batch_size": a.batch_size, "workers": 0,
                          "collision_weight": 0.0, "reaction_oversample": 0})
-    geometry = make_loader(cfg).synthesis
-    if geometry is None:
-        raise SystemExit(f"{cfg.dataset} has no bird's-eye simulator clips to paste things into")
+    loader = make_loader(cfg.model_copy(update={"synthetic_share": 0.0}))
+    rows = list(loader.rows.values())
+    if any(r["source"] not in synthesis.BIRDS_EYE_SOURCES for r in rows):
+        raise SystemExit(f"{cfg.dataset} {a.split} holds clips that are not bird's-eye simulator "
+                         "video: things are pasted only into those")
+    geometry = synthesis.clips_geometry(rows, cfg.model.image_size, cfg.model.frame_stride,
+                                        cfg.model.horizon_s, cfg.model.horizon)
     net = load_network(checkpoint).eval()
-    batches = iter(make_loader(cfg.model_copy(update={"synthetic_share": 0.0})))
-    rows = []
+    batches = iter(loader)
+    found = []
     for k in range(a.batches):
         batch = next(batches)
         pasted = {key: v.numpy().copy() for key, v in batch.items()}
@@ -90,9 +94,9 @@ def main(argv=None) -> dict:
                        batch["command"])["trajectory"][:, -1, 0].numpy()
         label = batch["trajectory"][:, -1, 0].numpy()
         for i in np.flatnonzero(got["pasted"]):
-            rows.append((got["braked"][i], label[i] - pasted["trajectory"][i, -1, 0],
+            found.append((got["braked"][i], label[i] - pasted["trajectory"][i, -1, 0],
                          plain[i] - seen[i], plain[i] - label[i]))
-    r = np.array(rows, float).reshape(-1, 4)
+    r = np.array(found, float).reshape(-1, 4)
     cut = r[:, 0] > 0
     needed, made = float(r[cut, 1].mean()), float(r[cut, 2].mean())
     return {"checkpoint": checkpoint, "dataset": cfg.dataset, "split": a.split,

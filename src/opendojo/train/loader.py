@@ -73,8 +73,8 @@ class LoaderConfig:
                                   # and where the ego really went
     start_frames: bool = False    # also sample a clip's first frames (see ClipLabels)
     reaction_oversample: int = 0  # extra draws per epoch of reaction frames (see ClipLabels)
-    synthetic_share: float = 0.0  # share of samples that get a pasted road user
-                                  # (opendojo.train.synthesis); 0 = none
+    synthetic_share: float = 0.0  # share of the samples at speed from bird's-eye clips that
+                                  # get a pasted road user (opendojo.train.synthesis); 0 = none
 
 
 COMMAND_SOURCES = get_args(CommandSource)
@@ -256,7 +256,10 @@ class TrainLoader:
             self._collision_geometry(spec)
         self.synthesis = None         # the camera things are pasted at (opendojo.train.synthesis)
         if cfg.synthetic_share:
-            self._synthesis_geometry(spec)
+            from opendojo.train.synthesis import clips_geometry
+
+            self.synthesis = clips_geometry(self.rows.values(), cfg.image_size, cfg.frame_stride,
+                                            spec.horizon_s, spec.waypoints)
         self.steps_per_epoch = epoch_steps(self.labels, cfg, world)
         if self.steps_per_epoch == 0:
             raise DatasetError(
@@ -277,22 +280,6 @@ class TrainLoader:
                                f"clips have widths {sorted(widths)} and rates {sorted(rates)}")
         self.px_per_m, self.ego_row = camera_geometry(widths.pop(), self.cfg.image_size)
         self.future_steps = int(round(spec.horizon_s * rates.pop()))
-
-    def _synthesis_geometry(self, spec: LabelSpec) -> None:
-        """Things are pasted only into bird's-eye simulator clips, at their camera's scale."""
-        from opendojo.train.occupancy import BIRDS_EYE_SOURCES, camera_geometry
-        from opendojo.train.synthesis import Geometry
-
-        sim = [r for r in self.rows.values() if r["source"] in BIRDS_EYE_SOURCES]
-        widths = {r["width"] for r in sim}
-        rates = {round(float(r["fps"]), 3) for r in sim}
-        if len(widths) > 1 or len(rates) > 1:
-            raise DatasetError(f"synthesised road users need one camera width and frame rate; "
-                               f"these clips have widths {sorted(widths)} and rates {sorted(rates)}")
-        if sim:
-            px_per_m, ego_row = camera_geometry(widths.pop(), self.cfg.image_size)
-            times = spec.horizon_s * np.arange(1, spec.waypoints + 1) / spec.waypoints
-            self.synthesis = Geometry(px_per_m, ego_row, self.cfg.frame_stride / rates.pop(), times)
 
     # -- position ------------------------------------------------------------------------
     def state_dict(self) -> dict:

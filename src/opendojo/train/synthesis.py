@@ -13,7 +13,7 @@ see what is ahead?"). This module makes such samples from any sample at speed:
    moved by the closing speed, in the older frames of the sample's history. It is drawn
    as highway-env draws road users (a filled rectangle with a dark outline) at the
    input's scale, each pixel covered in proportion to its area, as the loader's resize
-   leaves a real car.
+   leaves a real car (but without the colour a real one loses to H.264).
 2. The label keeps the driven path but not its pace: the car brakes at the constant
    deceleration that brings it to the thing's speed `GAP_M + HEADWAY_S x speed` behind
    it (a far thing is approached at speed and braked for at `COMFORT_DECEL`; one too
@@ -35,14 +35,18 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from highway_env.vehicle.graphics import VehicleGraphics
+from highway_env.vehicle.kinematics import Vehicle
+from highway_env.vehicle.objects import Obstacle
 
-# (length, width) in metres: a car (highway-env's Vehicle) and an obstacle (its Obstacle)
-SIZES_M = ((5.0, 2.0), (2.0, 2.0))
-# highway-env's fills: yellow (obstacles, parked cars), blue (traffic), red (crashed)
-COLOURS = np.array([(200, 200, 0), (100, 200, 255), (255, 100, 100)], np.float32)
-OUTLINE = np.array((60, 60, 60), np.float32)
+from opendojo.train.occupancy import BIRDS_EYE_SOURCES, EGO_HALF_LENGTH_M, camera_geometry
+
+# (length, width) in metres of what highway-env draws: a car and an obstacle
+SIZES_M = ((Vehicle.LENGTH, Vehicle.WIDTH), (float(Obstacle.LENGTH), float(Obstacle.WIDTH)))
+# its fills: yellow (obstacles, parked cars), blue (traffic), red (crashed)
+COLOURS = np.array([VehicleGraphics.YELLOW, VehicleGraphics.BLUE, VehicleGraphics.RED], np.float32)
+OUTLINE = np.array(VehicleGraphics.BLACK, np.float32)
 OUTLINE_M = 1 / 1.5          # highway-env's 1 px outline at the fleet camera's 1.5 px/m
-EGO_HALF_LENGTH_M = 2.5
 GAP_M = 2.0                  # bumper to bumper, standing
 HEADWAY_S = 1.0              # extra gap per m/s of the thing's speed
 MAX_DECEL = 6.0              # m/s^2
@@ -60,6 +64,26 @@ class Geometry:
     ego_row: float
     history_dt: float
     times: np.ndarray
+
+
+def clips_geometry(rows, image_size: int, frame_stride: int, horizon_s: float,
+                   waypoints: int) -> Geometry | None:
+    """The Geometry things are pasted at for catalog rows' clips (None when none is
+    bird's-eye simulator video): their camera at `image_size`, history `frame_stride`
+    frames apart, labels of `waypoints` points over `horizon_s`."""
+    from opendojo.errors import DatasetError
+
+    sim = [r for r in rows if r["source"] in BIRDS_EYE_SOURCES]
+    widths = {r["width"] for r in sim}
+    rates = {round(float(r["fps"]), 3) for r in sim}
+    if len(widths) > 1 or len(rates) > 1:
+        raise DatasetError(f"synthesised road users need one camera width and frame rate; "
+                           f"these clips have widths {sorted(widths)} and rates {sorted(rates)}")
+    if not sim:
+        return None
+    px_per_m, ego_row = camera_geometry(widths.pop(), image_size)
+    times = horizon_s * np.arange(1, waypoints + 1) / waypoints
+    return Geometry(px_per_m, ego_row, frame_stride / rates.pop(), times)
 
 
 def path_arc(traj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,8 +205,8 @@ def stop_behind(traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> 
 
 def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_share: float) -> Thing:
     """A random thing for a sample at `speed`: a car or an obstacle, at most `reach_m`
-    ahead; half the cars are slower traffic (blue), the rest stand still (yellow, or red as
-    a crashed car); a share `side_share` a lane (3.5-4.5 m) to either side of the path."""
+    ahead; half the cars are slower traffic (blue), the rest, like obstacles, stand still
+    (yellow, or red as highway-env draws what crashed); a share `side_share` a lane (3.5-4.5 m) to either side of the path."""
     size = SIZES_M[rng.integers(len(SIZES_M))]
     moving = size == SIZES_M[0] and rng.random() < 0.5
     thing_speed = float(rng.uniform(0, 0.8 * speed)) if moving else 0.0
