@@ -54,7 +54,7 @@ def main(argv=None) -> dict:
     from opendojo.evaluate.closed_loop import load_network
     from opendojo.train.checkpoint import read_meta, resolve
     from opendojo.train.config import TrainConfig
-    from opendojo.train.trainer import make_loader
+    from opendojo.train.trainer import label_spec, make_loader
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{cfg.dataset} {a.split} holds clips that are not bird's-eye simulator "
                          "video: things are pasted only into those")
     geometry = synthesis.clips_geometry(rows, cfg.model.image_size, cfg.model.frame_stride,
-                                        cfg.model.horizon_s, cfg.model.horizon)
+                                        label_spec(cfg).times)
     net = load_network(checkpoint).eval()
     batches = iter(loader)
     found = []

@@ -62,6 +62,12 @@ class LabelSpec:
     heading_threshold_rad: float = 0.35
     version: str = LABELLER_VERSION
 
+    @property
+    def times(self) -> np.ndarray:
+        """Seconds from a frame to each of its waypoints: horizon_s / waypoints apart, the
+        last at horizon_s."""
+        return self.horizon_s * np.arange(1, self.waypoints + 1) / self.waypoints
+
     def filter(self) -> str:
         h = float(self.horizon_s)
         return (f"labeller_version = '{self.version}' AND waypoints = {self.waypoints} "
@@ -107,14 +113,13 @@ def label_telemetry(tel: dict[str, np.ndarray], spec: LabelSpec = LabelSpec()) -
     x, y = np.asarray(tel["x"], np.float64), np.asarray(tel["y"], np.float64)
     heading = np.unwrap(np.asarray(tel["heading"], np.float64))
     speed = np.asarray(tel["speed"], np.float64)
-    n, w = len(t), spec.waypoints
+    n = len(t)
     if n == 0:
         raise DatasetError("clip has no telemetry rows")
     if n > 1 and not np.all(np.diff(t) > 0):
         raise DatasetError("telemetry times are not strictly increasing")
 
-    offsets = spec.horizon_s * np.arange(1, w + 1) / w                  # [W]
-    when = t[:, None] + offsets[None, :]                                # [N, W]
+    when = t[:, None] + spec.times[None, :]                             # [N, W]
     valid = t + spec.horizon_s <= t[-1] + 1e-6
     fx = np.interp(when, t, x)
     fy = np.interp(when, t, y)
@@ -259,9 +264,8 @@ def read_labels(store, clip_ids: Sequence[str], spec: LabelSpec = LabelSpec(),
 
 def constant_velocity(speed: np.ndarray, spec: LabelSpec = LabelSpec()) -> np.ndarray:
     """The constant-velocity baseline: speed * t straight ahead, [N, W, 2]."""
-    offsets = spec.horizon_s * np.arange(1, spec.waypoints + 1) / spec.waypoints
     out = np.zeros((len(speed), spec.waypoints, 2), np.float64)
-    out[..., 0] = np.asarray(speed, np.float64)[:, None] * offsets[None, :]
+    out[..., 0] = np.asarray(speed, np.float64)[:, None] * spec.times[None, :]
     return out
 
 

@@ -259,7 +259,7 @@ class TrainLoader:
             from opendojo.train.synthesis import clips_geometry
 
             self.synthesis = clips_geometry(self.rows.values(), cfg.image_size, cfg.frame_stride,
-                                            spec.horizon_s, spec.waypoints)
+                                            spec.times)
         self.steps_per_epoch = epoch_steps(self.labels, cfg, world)
         if self.steps_per_epoch == 0:
             raise DatasetError(

@@ -66,11 +66,10 @@ class Geometry:
     times: np.ndarray
 
 
-def clips_geometry(rows, image_size: int, frame_stride: int, horizon_s: float,
-                   waypoints: int) -> Geometry | None:
+def clips_geometry(rows, image_size: int, frame_stride: int, times: np.ndarray) -> Geometry | None:
     """The Geometry things are pasted at for catalog rows' clips (None when none is
     bird's-eye simulator video): their camera at `image_size`, history `frame_stride`
-    frames apart, labels of `waypoints` points over `horizon_s`."""
+    frames apart, labels with waypoints at `times` (`LabelSpec.times`)."""
     from opendojo.errors import DatasetError
 
     sim = [r for r in rows if r["source"] in BIRDS_EYE_SOURCES]
@@ -82,7 +81,6 @@ def clips_geometry(rows, image_size: int, frame_stride: int, horizon_s: float,
     if not sim:
         return None
     px_per_m, ego_row = camera_geometry(widths.pop(), image_size)
-    times = horizon_s * np.arange(1, waypoints + 1) / waypoints
     return Geometry(px_per_m, ego_row, frame_stride / rates.pop(), times)
 
 
