@@ -147,3 +147,13 @@ def test_the_loader_pastes_the_same_things_into_the_same_batch(tmp_path):
     for k in ("frames", "trajectory", "controls"):
         torch.testing.assert_close(again[k], second[k])
     assert not torch.equal(first["frames"], second["frames"])
+
+
+def test_a_car_ahead_that_is_not_closing_in_leaves_the_label_as_driven():
+    geo = _geo()
+    label = _straight(25.0)
+    for thing_speed in (25.0, 30.0):
+        same, decel = stop_behind(label, 25.0, _car(15.0, speed=thing_speed), geo)
+        assert same is label and decel == 0.0
+    slower, decel = stop_behind(label, 25.0, _car(15.0, speed=24.0), geo)
+    assert slower is not label and decel > 0

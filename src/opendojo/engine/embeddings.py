@@ -80,20 +80,20 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / norm if norm > 0 else v
 
 
-def encoder_embedding(model, frames: np.ndarray, windows: int = 4) -> np.ndarray:
-    """The ``encoder:`` vector of one clip: mean of `PolicyNet.encode` over frame windows."""
+def encoder_embedding(model, frames: np.ndarray, windows: int = 4, birds_eye: bool = True) -> np.ndarray:
+    """The ``encoder:`` vector of one clip: mean of `PolicyNet.encode` over frame windows
+    (`birds_eye`: the clip is the fleet's bird's-eye video, `opendojo.train.inputs`)."""
     import torch
 
-    from opendojo.evaluate.closed_loop import resize_frame
+    from opendojo.train.inputs import input_frames
     from opendojo.train.loader import history_indices, history_offsets
 
     cfg = model.config
     n = len(frames)
     offsets = history_offsets(cfg.frames, cfg.frame_stride)
     ends = np.linspace(min(-offsets[0], n - 1), n - 1, windows).round().astype(int)
-    batch = []
-    for idx in history_indices(ends, cfg.frames, cfg.frame_stride):
-        batch.append(np.stack([resize_frame(frames[i], cfg.image_size) for i in idx]))
+    batch = [input_frames(frames[idx], cfg, birds_eye)
+             for idx in history_indices(ends, cfg.frames, cfg.frame_stride)]
     with torch.inference_mode():
         feats = model.encode(torch.from_numpy(np.stack(batch))).float().numpy()
     return _unit(feats.mean(0))
@@ -118,10 +118,10 @@ class Embedder:
         self.name = f"encoder:{resolve(checkpoint)}"
         self.dim = int(self.model.feature_dim)
 
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, birds_eye: bool = True) -> np.ndarray:
         if self.model is None:
             return fallback_embedding(frames)
-        return encoder_embedding(self.model, frames, self.windows)
+        return encoder_embedding(self.model, frames, self.windows, birds_eye)
 
 
 def schema(dim: int) -> pa.Schema:
@@ -134,9 +134,9 @@ def schema(dim: int) -> pa.Schema:
     ])
 
 
-def embedding_row(clip_id: str, frames: np.ndarray, embedder: Embedder) -> dict:
+def embedding_row(clip_id: str, frames: np.ndarray, embedder: Embedder, birds_eye: bool = True) -> dict:
     """The `embeddings.lance` row of one clip (the per-clip map function)."""
-    return {"clip_id": clip_id, "vector": embedder(frames).tolist(), "embedder": embedder.name,
+    return {"clip_id": clip_id, "vector": embedder(frames, birds_eye).tolist(), "embedder": embedder.name,
             "code_version": code_version(), "computed_at": datetime.now(timezone.utc)}
 
 
@@ -158,6 +158,8 @@ def run_embed(store, checkpoint: str | Path | None = None, clip_ids: Iterable[st
     """
     import lance
 
+    from opendojo.train.occupancy import birds_eye_clips
+
     emb = Embedder(checkpoint)
     current = table_embedder(store)
     replace = current is not None and current != emb.name
@@ -165,9 +167,10 @@ def run_embed(store, checkpoint: str | Path | None = None, clip_ids: Iterable[st
     if not force and not replace:
         done = tables.done_ids(store, tables.EMBEDDINGS, code_version())
         ids = [i for i in ids if i not in done]
+    birds_eye = birds_eye_clips(store)
     rows = []
     for k, cid in enumerate(ids, 1):
-        rows.append(embedding_row(cid, store.read_frames(cid), emb))
+        rows.append(embedding_row(cid, store.read_frames(cid), emb, cid in birds_eye))
         if progress:
             progress(k, len(ids))
     table = pa.Table.from_pylist(rows, schema=schema(emb.dim))

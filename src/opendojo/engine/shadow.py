@@ -42,19 +42,20 @@ SHADOW_SCHEMA = pa.schema([
 
 
 def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5,
-                 batch: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 batch: int = 32, birds_eye: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Network outputs at frames 0, every, 2*every ...: (frame idx, trajectory [M,W,2], controls [M,2]).
 
     Each input is the `frames` frames up to and including the frame (the first frame
-    repeated before the clip starts), as `NetworkDriver` sees them in closed loop."""
+    repeated before the clip starts), as `NetworkDriver` sees them in closed loop
+    (`birds_eye`: the clip is the fleet's bird's-eye video, `opendojo.train.inputs`)."""
     import torch
 
-    from opendojo.evaluate.closed_loop import resize_frame
+    from opendojo.train.inputs import input_frames
     from opendojo.train.loader import history_indices
 
     cfg = model.config
     n = len(frames)
-    small = np.stack([resize_frame(f, cfg.image_size) for f in frames])
+    small = input_frames(frames, cfg, birds_eye)
     idx = np.arange(0, n, max(1, every))
     speed = np.asarray(tel["speed"], np.float32)
     cmd = np.asarray(tel["command"], np.int64)
@@ -72,14 +73,14 @@ def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5,
 
 
 def shadow_row(clip_id: str, model, checkpoint: str, frames: np.ndarray, tel: dict,
-               every: int = 5) -> dict:
+               every: int = 5, birds_eye: bool = True) -> dict:
     """The `shadow.lance` row of one clip, offline (the per-clip map function)."""
     from opendojo.label.hindsight import LabelSpec, label_telemetry
 
     cfg = model.config
     spec = LabelSpec(horizon_s=cfg.horizon_s, waypoints=cfg.horizon)
     lab = label_telemetry(tel, spec)
-    idx, traj, ctrl = predict_clip(model, frames, tel, every)
+    idx, traj, ctrl = predict_clip(model, frames, tel, every, birds_eye=birds_eye)
     ok = lab["valid"][idx]
     ade = np.linalg.norm(traj - lab["trajectory"][idx], axis=-1).mean(-1)   # [M]
     acc_err = np.abs(ctrl[:, 0] - lab["acceleration"][idx])
@@ -104,6 +105,7 @@ def run_shadow(store, checkpoint: str | Path, clip_ids: Iterable[str] | None = N
     Clips already compared by this checkpoint (offline) are skipped unless `force`."""
     from opendojo.evaluate.closed_loop import load_network
     from opendojo.train.checkpoint import resolve
+    from opendojo.train.occupancy import birds_eye_clips
 
     ckpt = str(resolve(checkpoint))
     model = load_network(checkpoint)
@@ -113,10 +115,11 @@ def run_shadow(store, checkpoint: str | Path, clip_ids: Iterable[str] | None = N
         done = tables.done_ids(store, tables.SHADOW, code_version(),
                                extra=f"mode = 'offline' AND checkpoint = '{esc}'")
         ids = [i for i in ids if i not in done]
+    birds_eye = birds_eye_clips(store)
     rows = []
     for k, cid in enumerate(ids, 1):
         tel = tables.telemetry_arrays(store.telemetry(cid))
-        rows.append(shadow_row(cid, model, ckpt, store.read_frames(cid), tel, every))
+        rows.append(shadow_row(cid, model, ckpt, store.read_frames(cid), tel, every, cid in birds_eye))
         if progress:
             progress(k, len(ids))
     table = pa.Table.from_pylist(rows, schema=SHADOW_SCHEMA)

@@ -95,7 +95,9 @@ class NetworkDriver:
 
     def observe(self, frame: np.ndarray) -> None:
         """Add a full-resolution camera frame to the history the network reads."""
-        frame = resize_frame(frame, self.cfg.image_size)
+        from opendojo.train.inputs import input_frames
+
+        frame = input_frames(frame[None], self.cfg)[0]
         self.history.append(frame)
         while len(self.history) < self.history.maxlen:   # first step: repeat the only frame
             self.history.appendleft(frame)
@@ -159,13 +161,6 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
     d2 = px * px + py * py
     steer = math.atan2(2.0 * wheelbase * py, d2) if d2 > 1e-6 else 0.0
     return acc, steer
-
-
-def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """The camera frame at the network's input size, scaled as the training loader's decoder does."""
-    from opendojo.clips.video import resize_rgb
-
-    return resize_rgb(frame, size)
 
 
 def load_network(checkpoint: str | Path):

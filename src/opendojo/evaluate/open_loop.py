@@ -27,8 +27,10 @@ def _metrics(pred: np.ndarray, target: np.ndarray) -> dict:
 def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch_size: int = 64,
                        progress=None) -> dict:
     from opendojo.train.checkpoint import load_checkpoint, read_meta, resolve, trained_command
+    from opendojo.train.inputs import with_object_channel
     from opendojo.train.loader import ClipDecoder, ClipLabels, history_offsets
     from opendojo.train.model import PolicyConfig, PolicyNet
+    from opendojo.train.occupancy import clip_cost_field
 
     ckpt = resolve(checkpoint)
     meta = read_meta(ckpt)
@@ -38,7 +40,8 @@ def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch
     net.eval()
     spec = LabelSpec(horizon_s=pc.horizon_s, waypoints=pc.horizon)
     labels = ClipLabels(store, clip_ids, spec, pc.frames, pc.frame_stride, trained_command(meta))
-    rows = {r["clip_id"]: r for r in store.catalog(columns=["clip_id", "n_frames", "fps"]).to_pylist()}
+    rows = {r["clip_id"]: r for r in store.catalog(
+        columns=["clip_id", "n_frames", "fps", "width", "source"]).to_pylist()}
     decoder = ClipDecoder(store, rows, pc.image_size)
     offsets = history_offsets(pc.frames, pc.frame_stride)
     preds, ctrls, targets, ctargets, speeds, commands = [], [], [], [], [], []
@@ -49,6 +52,9 @@ def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch
             if len(fr) == 0:
                 continue
             video = decoder[cid]
+            if pc.object_channel:
+                video = torch.from_numpy(with_object_channel(
+                    video.numpy(), clip_cost_field(store, rows[cid], pc.image_size)))
             for i in range(0, len(fr), batch_size):
                 f = fr[i:i + batch_size]
                 frames = torch.stack([video[torch.from_numpy(x + offsets)] for x in f])

@@ -36,6 +36,8 @@ class ModelSettings(StageConfig):
     modes: int = Field(1, ge=1)       # trajectory hypotheses (PolicyConfig.modes)
     path_points: int = Field(0, ge=0)  # path head points, 0 = none (PolicyConfig.path_points)
     path_spacing: float = Field(4.0, gt=0)  # metres between them
+    object_channel: bool = False      # where other road users are, as a 4th channel per frame
+                                      # (PolicyConfig.object_channel, train.inputs)
 
 
 class TrainConfig(StageConfig):

@@ -39,7 +39,7 @@ class _Exported(torch.nn.Module):
 
 def _random_inputs(pc: PolicyConfig, batch: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    frames = torch.randint(0, 256, (batch, pc.frames, pc.image_size, pc.image_size, 3),
+    frames = torch.randint(0, 256, (batch, pc.frames, pc.image_size, pc.image_size, pc.channels),
                            dtype=torch.uint8, generator=g)
     speed = torch.rand(batch, generator=g) * 30.0
     command = torch.randint(0, 3, (batch,), generator=g)

@@ -75,6 +75,8 @@ class LoaderConfig:
     reaction_oversample: int = 0  # extra draws per epoch of reaction frames (see ClipLabels)
     synthetic_share: float = 0.0  # share of the samples at speed from bird's-eye clips that
                                   # get a pasted road user (opendojo.train.synthesis); 0 = none
+    object_channel: bool = False  # frames carry the cost field as a 4th channel
+                                  # (opendojo.train.inputs)
 
 
 COMMAND_SOURCES = get_args(CommandSource)
@@ -346,7 +348,11 @@ class TrainLoader:
             info = [self.labels.per_clip[c] for c in clips]
             # the block's cost fields, like its frames, are held only while it is cut into
             # batches (each is a memory map, and each map holds a file descriptor)
-            fields = self._cost_fields(clips) if self.cfg.collision else None
+            fields = self._cost_fields(clips) if self.cfg.collision or self.cfg.object_channel else None
+            if self.cfg.object_channel:
+                from opendojo.train.inputs import with_object_channel
+
+                videos = [with_object_channel(v, f) for v, f in zip(videos, fields)]
             skip = start_batch - first if (epoch, first) <= (start_epoch, start_batch) else 0
             for j in range(max(skip, 0), len(batches)):
                 nxt = first + j + 1

@@ -5,7 +5,9 @@ A plain `nn.Module` (as in torchtitan): precision, data parallelism and compilat
 applied from outside. The default size trains at a useful speed on a 2-core CPU.
 
 Inputs
-  frames  uint8 [B, T, H, W, 3] (as the clip reader returns them) or float [B, T, 3, H, W] in 0..1
+  frames  uint8 [B, T, H, W, C] (as the clip reader returns them) or float [B, T, C, H, W] in 0..1;
+          C = 3 (RGB), or 4 with `object_channel` (RGB and where other road users are,
+          `opendojo.train.inputs`)
   speed   float [B]   m/s
   command long  [B]   0 left, 1 straight, 2 right (`opendojo.clips.schema.ROUTE_COMMANDS`)
 Outputs (dict)
@@ -48,6 +50,13 @@ class PolicyConfig:
     path_spacing: float = 4.0  # metres between the path head's points
     spatial_relu: bool = False  # a ReLU after the 1x1 conv: only checkpoints written before
                                 # 2026-11-22 have it (see PolicyNet)
+    object_channel: bool = False  # a 4th channel per frame: the other road users' cost field,
+                                  # read from the full-resolution frame (train.inputs)
+
+    @property
+    def channels(self) -> int:
+        """Channels per input frame."""
+        return 4 if self.object_channel else 3
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +95,7 @@ class PolicyNet(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        chans = [3 * c.frames] + [c.width * 2**i for i in range(c.stages)]
+        chans = [c.channels * c.frames] + [c.width * 2**i for i in range(c.stages)]
         if c.pooling == "spatial":
             # The camera is fixed to the ego car, so *where* a vehicle is in the feature map
             # (in my lane, 20 m ahead) is what matters; global average pooling throws it away.
@@ -132,7 +141,7 @@ class PolicyNet(nn.Module):
 
     @staticmethod
     def prepare_frames(frames: torch.Tensor) -> torch.Tensor:
-        """uint8 [B,T,H,W,3] -> float [B, T*3, H, W] in 0..1; float [B,T,3,H,W] is only reshaped."""
+        """uint8 [B,T,H,W,C] -> float [B, T*C, H, W] in 0..1; float [B,T,C,H,W] is only reshaped."""
         if frames.dtype == torch.uint8:
             frames = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)
         b, t, ch, h, w = frames.shape
@@ -172,6 +181,6 @@ class PolicyNet(nn.Module):
 
 def example_inputs(config: PolicyConfig, batch: int = 2) -> tuple[torch.Tensor, ...]:
     """A batch of the right shapes and dtypes (for FLOP counting, export, tests)."""
-    frames = torch.zeros(batch, config.frames, config.image_size, config.image_size, 3,
+    frames = torch.zeros(batch, config.frames, config.image_size, config.image_size, config.channels,
                          dtype=torch.uint8)
     return frames, torch.zeros(batch), torch.ones(batch, dtype=torch.long)

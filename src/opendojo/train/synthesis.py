@@ -20,8 +20,9 @@ see what is ahead?"). This module makes such samples from any sample at speed:
    near for that is braked for at once, at most at `MAX_DECEL`, even where that is too
    late), and never goes further along the path than the driver did. Where the label is
    cut, the acceleration label becomes at most that deceleration.
-3. Some of the pasted things sit a lane to the side of the path instead, with the label
-   left as driven: a thing that is not in the way is no reason to brake.
+3. Some of the pasted things sit a lane to the side of the path instead, and some are
+   cars ahead that drive no slower than the car; their labels are left as driven: a thing
+   that is not in the way, or not closing in, is no reason to brake.
 
 Only bird's-eye simulator clips get things (their camera's scale and ego row are known);
 the label and the frames are all that is read: telemetry-derived labels, never the
@@ -39,7 +40,8 @@ from highway_env.vehicle.graphics import VehicleGraphics
 from highway_env.vehicle.kinematics import Vehicle
 from highway_env.vehicle.objects import Obstacle
 
-from opendojo.train.occupancy import BIRDS_EYE_SOURCES, EGO_HALF_LENGTH_M, camera_geometry
+from opendojo.train.occupancy import (BIRDS_EYE_SOURCES, EGO_HALF_LENGTH_M, EGO_HALF_WIDTH_M, MARGIN_M,
+                                      camera_geometry)
 
 # (length, width) in metres of what highway-env draws: a car and an obstacle
 SIZES_M = ((Vehicle.LENGTH, Vehicle.WIDTH), (float(Obstacle.LENGTH), float(Obstacle.WIDTH)))
@@ -51,6 +53,9 @@ GAP_M = 2.0                  # bumper to bumper, standing
 HEADWAY_S = 1.0              # extra gap per m/s of the thing's speed
 MAX_DECEL = 6.0              # m/s^2
 COMFORT_DECEL = 2.0          # m/s^2: how hard a driver brakes who saw it in time
+MOVING_MAX = 1.2             # moving cars drive at up to this times the ego's speed: a car
+                             # ahead that is not closing in is no reason to brake, and without
+                             # such samples a network braked behind every car it saw
 MIN_SPEED = 3.0              # m/s: slower samples get no thing (their path says no direction)
 SUPERSAMPLE = 8              # sub-pixels per pixel side for the area coverage
 
@@ -154,6 +159,37 @@ def draw_box(frame: np.ndarray, centre_px: tuple[float, float], direction: np.nd
     frame[r0:r1, c0:c1] = patch * (1 - cover_fill - cover_line) + colour * cover_fill + OUTLINE * cover_line
 
 
+def draw_field(field: np.ndarray, centre_px: tuple[float, float], direction: np.ndarray,
+               size_m: tuple[float, float], px_per_m: float) -> None:
+    """Blend a thing's cost field into a float object channel [H, W] (0..255) in place, as
+    `occupancy.cost_field` makes it from a frame: 255 on the thing's fill (the coloured
+    part `object_mask` finds, inside the outline), falling to 0 at the ellipse where the
+    ego's box would just clear it, each pixel the mean over its area; the larger of it and
+    what the channel already holds. Arguments as `draw_box`'s."""
+    h, w = field.shape
+    along_px = (EGO_HALF_LENGTH_M + MARGIN_M) * px_per_m     # the ellipse's semi-axes:
+    across_px = (EGO_HALF_WIDTH_M + MARGIN_M) * px_per_m     # rows (along the ego), columns
+    length = max(size_m[0] - 2 * OUTLINE_M, 0.0) * px_per_m
+    width = max(size_m[1] - 2 * OUTLINE_M, 0.0) * px_per_m
+    reach = math.hypot(length, width) / 2 + max(along_px, across_px) + 1
+    r0, r1 = max(int(math.floor(centre_px[0] - reach)), 0), min(int(math.ceil(centre_px[0] + reach)), h)
+    c0, c1 = max(int(math.floor(centre_px[1] - reach)), 0), min(int(math.ceil(centre_px[1] + reach)), w)
+    if r0 >= r1 or c0 >= c1:
+        return
+    sub = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE
+    dr = (np.arange(r0, r1)[:, None] + sub[None, :]).reshape(-1)[:, None] - centre_px[0]
+    dc = (np.arange(c0, c1)[:, None] + sub[None, :]).reshape(-1)[None, :] - centre_px[1]
+    a = dr * direction[0] + dc * direction[1]                  # along the thing's length
+    b = -dr * direction[1] + dc * direction[0]                 # across
+    # from the nearest point of the thing to here, in the thing's axes, then the image's
+    ea = np.sign(a) * np.maximum(np.abs(a) - length / 2, 0)
+    eb = np.sign(b) * np.maximum(np.abs(b) - width / 2, 0)
+    er, ec = ea * direction[0] - eb * direction[1], ea * direction[1] + eb * direction[0]
+    value = np.clip(1 - np.hypot(er / along_px, ec / across_px), 0, 1)
+    cover = value.reshape(r1 - r0, SUPERSAMPLE, c1 - c0, SUPERSAMPLE).mean(axis=(1, 3))
+    field[r0:r1, c0:c1] = np.maximum(field[r0:r1, c0:c1], 255 * cover)
+
+
 @dataclass(frozen=True)
 class Thing:
     """One pasted thing: how far along the path, how far to its side, its speed and look."""
@@ -166,9 +202,11 @@ class Thing:
 
 
 def draw_thing(frames: np.ndarray, traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> np.ndarray:
-    """The sample's history frames uint8 [T, H, W, 3] (oldest first, newest last) with the
+    """The sample's history frames uint8 [T, H, W, C] (oldest first, newest last) with the
     thing drawn where it was in each: in the newest, `distance_m` along the driven path
-    (`side_m` to its right); in a frame k steps older, further by the closing speed."""
+    (`side_m` to its right); in a frame k steps older, further by the closing speed. With
+    C = 4 the fourth channel is the object channel (`opendojo.train.inputs`), and the thing
+    goes into it too (`draw_field`)."""
     pts, arc = path_arc(traj.astype(np.float64))
     (pos,), (direction,) = along(pts, arc, [thing.distance_m])
     pos = pos + thing.side_m * np.array([-direction[1], direction[0]])
@@ -180,15 +218,19 @@ def draw_thing(frames: np.ndarray, traj: np.ndarray, speed: float, thing: Thing,
         x = pos[0] + speed * age - thing.speed * age * direction[0]
         y = pos[1] - thing.speed * age * direction[1]
         centre = (geo.ego_row * h - x * geo.px_per_m, w / 2 + y * geo.px_per_m)
-        draw_box(out[k], centre, np.array([-direction[0], direction[1]]), thing.size_m,
-                 thing.colour, geo.px_per_m)
+        axis = np.array([-direction[0], direction[1]])
+        draw_box(out[k, ..., :3], centre, axis, thing.size_m, thing.colour, geo.px_per_m)
+        if out.shape[-1] == 4:
+            draw_field(out[k, ..., 3], centre, axis, thing.size_m, geo.px_per_m)
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def stop_behind(traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> tuple[np.ndarray, float]:
     """The label [W, 2] cut short to stop or follow behind a thing in the path (the label
-    itself when the driven future already keeps back), and the deceleration to brake at
-    now (`braking_arc`)."""
+    itself when the driven future already keeps back, or when the thing is no slower than
+    the car), and the deceleration to brake at now (`braking_arc`)."""
+    if thing.speed >= speed:          # not closing in: the gap only opens
+        return traj, 0.0
     pts, arc = path_arc(traj.astype(np.float64))
     gap = EGO_HALF_LENGTH_M + thing.size_m[0] / 2 + GAP_M + HEADWAY_S * thing.speed
     room = thing.distance_m - gap
@@ -203,11 +245,13 @@ def stop_behind(traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> 
 
 def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_share: float) -> Thing:
     """A random thing for a sample at `speed`: a car or an obstacle, at most `reach_m`
-    ahead; half the cars are slower traffic (blue), the rest, like obstacles, stand still
-    (yellow, or red as highway-env draws what crashed); a share `side_share` a lane (3.5-4.5 m) to either side of the path."""
+    ahead; half the cars are traffic (blue) at up to `MOVING_MAX` x `speed` (slower ones
+    to brake for, the rest to keep driving behind), the rest, like obstacles, stand still
+    (yellow, or red as highway-env draws what crashed); a share `side_share` a lane
+    (3.5-4.5 m) to either side of the path."""
     size = SIZES_M[rng.integers(len(SIZES_M))]
     moving = size == SIZES_M[0] and rng.random() < 0.5
-    thing_speed = float(rng.uniform(0, 0.8 * speed)) if moving else 0.0
+    thing_speed = float(rng.uniform(0, MOVING_MAX * speed)) if moving else 0.0
     side = float(rng.choice([-1, 1]) * rng.uniform(3.5, 4.5)) if rng.random() < side_share else 0.0
     near = EGO_HALF_LENGTH_M + size[0] / 2 + 1.0
     return Thing(distance_m=float(rng.uniform(near, reach_m)), side_m=side, speed=thing_speed,

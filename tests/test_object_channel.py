@@ -1,0 +1,157 @@
+"""The object channel (PolicyConfig.object_channel, opendojo.train.inputs): closed loop
+makes it from the camera frame as training makes it from the clip; a pasted thing goes into
+it where the frame's own cost field would put a real one; the loader's batches carry it."""
+
+import numpy as np
+import pytest
+import torch
+
+from opendojo.label.hindsight import LabelSpec
+from opendojo.train.inputs import input_frames
+from opendojo.train.model import PolicyConfig, PolicyNet
+from opendojo.train.occupancy import camera_geometry, cost_field
+from opendojo.train.synthesis import (COLOURS, SIZES_M, Geometry, Thing, draw_box, draw_field,
+                                      draw_thing)
+
+FULL, SIZE = 128, 64
+CARS = ((25.0, 0.0), (40.0, 4.0))          # (metres ahead, metres to the right)
+
+
+def _full_frame_with_cars() -> np.ndarray:
+    """A fleet-camera frame (1.5 px/m) of grey road with blue cars drawn as highway-env does."""
+    ppm, ego_row = camera_geometry(FULL, FULL)
+    frame = np.full((FULL, FULL, 3), 100, np.float32)
+    for ahead, side in CARS:
+        draw_box(frame, (ego_row * FULL - ahead * ppm, FULL / 2 + side * ppm), np.array([-1.0, 0.0]),
+                 SIZES_M[0], COLOURS[1], ppm)
+    return np.round(frame).astype(np.uint8)
+
+
+def _centroid(img: np.ndarray) -> np.ndarray:
+    r, c = np.indices(img.shape)
+    return np.array([(r * img).sum(), (c * img).sum()]) / img.sum()
+
+
+def test_a_pasted_car_lands_in_the_object_channel_where_the_frames_own_field_puts_a_real_one():
+    real = cost_field(_full_frame_with_cars()[None], SIZE, *camera_geometry(FULL, FULL))[0].astype(float)
+    ppm, ego_row = camera_geometry(FULL, SIZE)
+    pasted = np.zeros((SIZE, SIZE), np.float32)
+    for ahead, side in CARS:
+        draw_field(pasted, (ego_row * SIZE - ahead * ppm, SIZE / 2 + side * ppm), np.array([-1.0, 0.0]),
+                   SIZES_M[0], ppm)
+    assert real.max() > 150 and pasted.max() > 150
+    for rows in (slice(0, 32), slice(32, SIZE)):             # the far car, then the near one
+        a, b = real[rows], pasted[rows]
+        assert b.sum() == pytest.approx(a.sum(), rel=0.2)
+        np.testing.assert_allclose(_centroid(b), _centroid(a), atol=0.75)
+        for lo, hi in ((a > 0.25 * a.max(), b > 0.25 * b.max()),):
+            np.testing.assert_allclose(np.argwhere(hi).min(0), np.argwhere(lo).min(0), atol=1)
+            np.testing.assert_allclose(np.argwhere(hi).max(0), np.argwhere(lo).max(0), atol=1)
+
+
+def test_draw_thing_draws_into_the_object_channel_only_with_four_channels():
+    ppm, ego_row = camera_geometry(FULL, SIZE)
+    geo = Geometry(ppm, ego_row, 0.1, np.arange(1, 7) * 0.5)
+    traj = np.stack([20.0 * geo.times, np.zeros(6)], -1).astype(np.float32)
+    thing = Thing(distance_m=30.0, side_m=0.0, speed=0.0, size_m=SIZES_M[0], colour=COLOURS[0])
+    rgb = np.full((2, SIZE, SIZE, 3), 100, np.uint8)
+    four = np.concatenate([rgb, np.zeros((2, SIZE, SIZE, 1), np.uint8)], -1)
+    out3, out4 = draw_thing(rgb, traj, 20.0, thing, geo), draw_thing(four, traj, 20.0, thing, geo)
+    np.testing.assert_array_equal(out4[..., :3], out3)
+    field = out4[..., 3].astype(float)
+    # in each frame the field's blob sits on the pasted car: the older frame's 2 m further on
+    for k in range(2):
+        painted = (out3[k] != 100).any(-1)
+        assert field[k][painted].mean() > 3 * field[k][~painted].mean()
+    assert _centroid(field[0])[0] == pytest.approx(_centroid(field[1])[0] - 2.0 * ppm, abs=0.3)
+
+
+def test_closed_loop_input_is_what_the_loader_reads_from_a_clip():
+    frame = _full_frame_with_cars()
+    cfg = PolicyConfig(image_size=SIZE, object_channel=True)
+    got = input_frames(frame[None], cfg)
+    assert got.shape == (1, SIZE, SIZE, 4) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got[..., :3], input_frames(frame[None], PolicyConfig(image_size=SIZE)))
+    np.testing.assert_array_equal(got[0, ..., 3], cost_field(frame[None], SIZE, *camera_geometry(FULL, FULL))[0])
+    assert got[..., 3].max() > 150
+    # dashcam video has no such channel: it is left empty
+    assert not input_frames(frame[None], cfg, birds_eye=False)[..., 3].any()
+
+
+def test_a_network_with_the_object_channel_reads_four_channels_per_frame():
+    torch.manual_seed(0)
+    cfg = PolicyConfig(image_size=SIZE, width=8, hidden=32, object_channel=True)
+    net = PolicyNet(cfg)
+    frame = torch.from_numpy(input_frames(_full_frame_with_cars()[None], cfg))
+    frames = frame[None].repeat(1, cfg.frames, 1, 1, 1)
+    out = net(frames, torch.tensor([20.0]), torch.tensor([1]))
+    blank = frames.clone()
+    blank[..., 3] = 0
+    # the prediction depends on the object channel
+    assert not torch.allclose(out["trajectory"], net(blank, torch.tensor([20.0]), torch.tensor([1]))["trajectory"])
+    with pytest.raises(RuntimeError):
+        net(frames[..., :3], torch.tensor([20.0]), torch.tensor([1]))
+
+
+def test_the_loader_carries_the_clips_cost_field_and_pastes_things_into_it(tmp_path, monkeypatch):
+    import opendojo.train.occupancy as occupancy
+    from clipfactory import labelled_synthetic_store
+    from opendojo.train.loader import LoaderConfig, TrainLoader, history_indices
+
+    store = labelled_synthetic_store(tmp_path / "s", clips=2, frames=60, size=32, seed=5)
+    ids = sorted(store.clip_ids())
+    # the test clips' textured ground is all saturated colour; a field that says which clip
+    # and frame it came from shows the loader picks the right ones
+    monkeypatch.setattr(occupancy, "clip_cost_field", lambda store, row, size: np.broadcast_to(
+        (ids.index(row["clip_id"]) * 60 + np.arange(row["n_frames"]))[:, None, None] // 2,
+        (row["n_frames"], size, size)).astype(np.uint8))
+    cfg = LoaderConfig(batch_size=8, frames=2, image_size=16, workers=0)
+    plain = next(iter(TrainLoader(store, ids, LabelSpec(), cfg)))
+    loader = TrainLoader(store, ids, LabelSpec(), LoaderConfig(**{**cfg.__dict__, "object_channel": True}))
+    batch = next(iter(loader))
+    assert batch["frames"].shape == (*plain["frames"].shape[:4], 4)
+    torch.testing.assert_close(batch["frames"][..., :3], plain["frames"])
+    clips, batches = loader._plan(0)[0]
+    for (k, f), got in zip(batches[0], batch["frames"][..., 3]):
+        want = (ids.index(clips[k]) * 60 + history_indices(f, 2, 1)) // 2
+        np.testing.assert_array_equal(got[:, 0, 0].numpy(), want)
+    pasting = LoaderConfig(**{**cfg.__dict__, "object_channel": True, "synthetic_share": 1.0})
+    pasted = next(iter(TrainLoader(store, ids, LabelSpec(), pasting)))
+    grew = pasted["frames"][..., 3].int() - batch["frames"][..., 3].int()
+    assert (grew >= 0).all()                       # things are added, nothing is erased
+    assert (grew.flatten(1).amax(1)[batch["speed"] >= 3] > 100).all()
+
+
+def test_open_loop_shadow_mode_and_embeddings_feed_the_object_channel(tmp_path, monkeypatch):
+    from clipfactory import labelled_synthetic_store
+    from opendojo.engine.embeddings import encoder_embedding
+    from opendojo.engine.shadow import predict_clip
+    from opendojo.engine.tables import telemetry_arrays
+    from opendojo.evaluate.open_loop import evaluate_open_loop
+    from opendojo.train.checkpoint import save_checkpoint
+
+    store = labelled_synthetic_store(tmp_path / "s", clips=2, frames=40, size=32, seed=3)
+    ids = sorted(store.clip_ids())
+    pc = PolicyConfig(frames=2, image_size=16, width=4, stages=2, hidden=8, object_channel=True)
+    torch.manual_seed(0)
+    net = PolicyNet(pc).eval()
+    save_checkpoint(tmp_path / "run", 1, net, None, {"model": pc.to_dict(), "train": {}})
+    shapes = []
+    forward = PolicyNet.forward
+
+    def spy(self, frames, speed, command):
+        shapes.append(tuple(frames.shape[-3:]))
+        return forward(self, frames, speed, command)
+
+    monkeypatch.setattr(PolicyNet, "forward", spy)
+    res = evaluate_open_loop(tmp_path / "run" / "step-1.safetensors", store, ids)
+    monkeypatch.undo()
+    assert res["samples"] > 0 and set(shapes) == {(16, 16, 4)}
+    frames = store.read_frames(ids[0])
+    tel = telemetry_arrays(store.telemetry(ids[0]))
+    # the test clips' ground is saturated colour, so the channel is full: without it
+    # (as for dashcam video) the network's outputs and features differ
+    seen = predict_clip(net, frames, tel)[1]
+    blind = predict_clip(net, frames, tel, birds_eye=False)[1]
+    assert seen.shape == blind.shape and not np.allclose(seen, blind)
+    assert not np.allclose(encoder_embedding(net, frames), encoder_embedding(net, frames, birds_eye=False))
