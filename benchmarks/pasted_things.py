@@ -9,8 +9,10 @@ the thing and on the frames without it, and reports:
   in_path      things the cut label had to stop or follow behind: how much shorter the
                plan is at the horizon because of the thing, against how much shorter the
                cut label is (the needed shortening), and the share of that it made
-  beside_path  things a lane to the side (or too far to matter): how much shorter the plan
-               is anyway (0 is right)
+  ahead_not_braked_for  things in the path the label keeps driving behind (a car no
+               slower than the ego, or one far enough ahead): how much shorter the plan is
+               anyway (0 is right)
+  beside_path  things a lane to the side: how much shorter the plan is anyway (0 is right)
   bias_m       the plan's end beyond the driven label's on the frames *without* a thing
                (negative: the network slows where nothing is ahead)
 
@@ -94,19 +96,21 @@ def main(argv=None) -> dict:
                        batch["command"])["trajectory"][:, -1, 0].numpy()
         label = batch["trajectory"][:, -1, 0].numpy()
         for i in np.flatnonzero(got["pasted"]):
-            found.append((got["braked"][i], label[i] - pasted["trajectory"][i, -1, 0],
+            found.append((got["braked"][i], got["in_path"][i], label[i] - pasted["trajectory"][i, -1, 0],
                          plain[i] - seen[i], plain[i] - label[i]))
-    r = np.array(found, float).reshape(-1, 4)
-    cut = r[:, 0] > 0
-    needed, made = float(r[cut, 1].mean()), float(r[cut, 2].mean())
+    r = np.array(found, float).reshape(-1, 5)
+    cut, ahead = r[:, 0] > 0, r[:, 1] > 0
+    needed, made = float(r[cut, 2].mean()), float(r[cut, 3].mean())
+    mean_shorter = lambda m: round(float(r[m, 3].mean()), 2) if m.any() else None  # noqa: E731
     return {"checkpoint": checkpoint, "dataset": cfg.dataset, "split": a.split,
             "image_size": cfg.model.image_size, "scale_things": a.scale_things, "loud": a.loud,
             "samples": len(r), "seconds": round(time.perf_counter() - t0, 1),
             "in_path": {"samples": int(cut.sum()), "needed_shorter_m": round(needed, 2),
                         "plan_shorter_m": round(made, 2), "share_of_needed": round(made / needed, 4)},
-            "beside_path": {"samples": int((~cut).sum()),
-                            "plan_shorter_m": round(float(r[~cut, 2].mean()), 2)},
-            "bias_m": round(float(r[:, 3].mean()), 2)}
+            "ahead_not_braked_for": {"samples": int((ahead & ~cut).sum()),
+                                     "plan_shorter_m": mean_shorter(ahead & ~cut)},
+            "beside_path": {"samples": int((~ahead).sum()), "plan_shorter_m": mean_shorter(~ahead)},
+            "bias_m": round(float(r[:, 4].mean()), 2)}
 
 
 if __name__ == "__main__":

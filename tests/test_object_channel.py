@@ -44,9 +44,9 @@ def test_a_pasted_car_lands_in_the_object_channel_where_the_frames_own_field_put
         a, b = real[rows], pasted[rows]
         assert b.sum() == pytest.approx(a.sum(), rel=0.2)
         np.testing.assert_allclose(_centroid(b), _centroid(a), atol=0.75)
-        for lo, hi in ((a > 0.25 * a.max(), b > 0.25 * b.max()),):
-            np.testing.assert_allclose(np.argwhere(hi).min(0), np.argwhere(lo).min(0), atol=1)
-            np.testing.assert_allclose(np.argwhere(hi).max(0), np.argwhere(lo).max(0), atol=1)
+        lo, hi = np.argwhere(a > 0.25 * a.max()), np.argwhere(b > 0.25 * b.max())
+        np.testing.assert_allclose(hi.min(0), lo.min(0), atol=1)
+        np.testing.assert_allclose(hi.max(0), lo.max(0), atol=1)
 
 
 def test_draw_thing_draws_into_the_object_channel_only_with_four_channels():
@@ -66,16 +66,22 @@ def test_draw_thing_draws_into_the_object_channel_only_with_four_channels():
     assert _centroid(field[0])[0] == pytest.approx(_centroid(field[1])[0] - 2.0 * ppm, abs=0.3)
 
 
-def test_closed_loop_input_is_what_the_loader_reads_from_a_clip():
-    frame = _full_frame_with_cars()
-    cfg = PolicyConfig(image_size=SIZE, object_channel=True)
-    got = input_frames(frame[None], cfg)
-    assert got.shape == (1, SIZE, SIZE, 4) and got.dtype == np.uint8
-    np.testing.assert_array_equal(got[..., :3], input_frames(frame[None], PolicyConfig(image_size=SIZE)))
-    np.testing.assert_array_equal(got[0, ..., 3], cost_field(frame[None], SIZE, *camera_geometry(FULL, FULL))[0])
-    assert got[..., 3].max() > 150
-    # dashcam video has no such channel: it is left empty
-    assert not input_frames(frame[None], cfg, birds_eye=False)[..., 3].any()
+def test_the_network_driver_feeds_the_object_channel_of_the_camera_frame():
+    from opendojo.evaluate.closed_loop import NetworkDriver, SuiteItem, run_episode
+    from opendojo.fleet.config import EVAL_SEED_BASE
+
+    torch.manual_seed(0)
+    cfg = PolicyConfig(image_size=SIZE, width=8, hidden=32, object_channel=True)
+    net, seen = PolicyNet(cfg), []
+    forward = net.forward
+    net.forward = lambda frames, speed, command: (seen.append(frames.clone()), forward(frames, speed, command))[1]
+    run_episode(NetworkDriver(net), "network", SuiteItem("highway_dense", "", EVAL_SEED_BASE), duration_s=0.5)
+    assert seen and seen[0].shape == (1, cfg.frames, SIZE, SIZE, 4) and seen[0].dtype == torch.uint8
+    # dense traffic is in view: the channel holds cars, and nothing around the ego itself
+    field = seen[-1][0, -1, ..., 3].float()
+    assert field.max() > 150
+    ego_row = int(camera_geometry(FULL, SIZE)[1] * SIZE)
+    assert field[ego_row - 1:ego_row + 2, SIZE // 2 - 1:SIZE // 2 + 1].max() < field.max()
 
 
 def test_a_network_with_the_object_channel_reads_four_channels_per_frame():
@@ -125,10 +131,12 @@ def test_the_loader_carries_the_clips_cost_field_and_pastes_things_into_it(tmp_p
 def test_open_loop_shadow_mode_and_embeddings_feed_the_object_channel(tmp_path, monkeypatch):
     from clipfactory import labelled_synthetic_store
     from opendojo.engine.embeddings import encoder_embedding
-    from opendojo.engine.shadow import predict_clip
+    from opendojo.engine.shadow import predict_clip, run_shadow, shadow_row
     from opendojo.engine.tables import telemetry_arrays
     from opendojo.evaluate.open_loop import evaluate_open_loop
     from opendojo.train.checkpoint import save_checkpoint
+    from opendojo.train.inputs import clip_field
+    from opendojo.train.synthetic import make_synthetic_store
 
     store = labelled_synthetic_store(tmp_path / "s", clips=2, frames=40, size=32, seed=3)
     ids = sorted(store.clip_ids())
@@ -149,9 +157,20 @@ def test_open_loop_shadow_mode_and_embeddings_feed_the_object_channel(tmp_path, 
     assert res["samples"] > 0 and set(shapes) == {(16, 16, 4)}
     frames = store.read_frames(ids[0])
     tel = telemetry_arrays(store.telemetry(ids[0]))
-    # the test clips' ground is saturated colour, so the channel is full: without it
-    # (as for dashcam video) the network's outputs and features differ
-    seen = predict_clip(net, frames, tel)[1]
-    blind = predict_clip(net, frames, tel, birds_eye=False)[1]
+    field = clip_field(store, ids[0], pc)
+    assert field.shape == (len(frames), 16, 16)
+    # the test clips' ground is saturated colour, so the channel is full: the network's
+    # outputs and features differ from those on an empty one
+    seen = predict_clip(net, frames, tel, field=field)[1]
+    blind = predict_clip(net, frames, tel, field=np.zeros_like(field))[1]
     assert seen.shape == blind.shape and not np.allclose(seen, blind)
-    assert not np.allclose(encoder_embedding(net, frames), encoder_embedding(net, frames, birds_eye=False))
+    assert not np.allclose(encoder_embedding(net, frames, field=field),
+                           encoder_embedding(net, frames, field=np.zeros_like(field)))
+    # shadow mode over the store reads the clip's own channel
+    ckpt = str(tmp_path / "run" / "step-1.safetensors")
+    table = run_shadow(store, ckpt, ids[:1])
+    row = shadow_row(ids[0], net, ckpt, frames, tel, field=field)
+    assert table.column("disagreement")[0].as_py() == pytest.approx(row["disagreement"])
+    # imported dashcam video gets an empty channel
+    dashcam = make_synthetic_store(tmp_path / "s", clips=1, frames=40, size=32, seed=4, drop_controls=True)
+    assert not clip_field(store, dashcam[0], pc).any()

@@ -157,3 +157,16 @@ def test_a_car_ahead_that_is_not_closing_in_leaves_the_label_as_driven():
         assert same is label and decel == 0.0
     slower, decel = stop_behind(label, 25.0, _car(15.0, speed=24.0), geo)
     assert slower is not label and decel > 0
+
+
+def test_some_pasted_cars_drive_faster_than_the_car_and_none_is_braked_for():
+    from opendojo.train.synthesis import MOVING_MAX, pick_thing
+
+    rng = np.random.default_rng(1)
+    things = [pick_thing(rng, 20.0, 60.0, 0.0) for _ in range(400)]
+    moving = np.array([t.speed for t in things if t.speed > 0])
+    assert moving.max() <= MOVING_MAX * 20.0 and (moving >= 20.0).mean() > 0.1
+    for t in things:
+        if t.speed >= 20.0:
+            label = _straight(20.0)
+            assert stop_behind(label, 20.0, t, _geo())[0] is label

@@ -80,9 +80,10 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / norm if norm > 0 else v
 
 
-def encoder_embedding(model, frames: np.ndarray, windows: int = 4, birds_eye: bool = True) -> np.ndarray:
+def encoder_embedding(model, frames: np.ndarray, windows: int = 4,
+                      field: np.ndarray | None = None) -> np.ndarray:
     """The ``encoder:`` vector of one clip: mean of `PolicyNet.encode` over frame windows
-    (`birds_eye`: the clip is the fleet's bird's-eye video, `opendojo.train.inputs`)."""
+    (`field`: the clip's object channel, `opendojo.train.inputs.clip_field`)."""
     import torch
 
     from opendojo.train.inputs import input_frames
@@ -92,8 +93,9 @@ def encoder_embedding(model, frames: np.ndarray, windows: int = 4, birds_eye: bo
     n = len(frames)
     offsets = history_offsets(cfg.frames, cfg.frame_stride)
     ends = np.linspace(min(-offsets[0], n - 1), n - 1, windows).round().astype(int)
-    batch = [input_frames(frames[idx], cfg, birds_eye)
-             for idx in history_indices(ends, cfg.frames, cfg.frame_stride)]
+    batch = []
+    for idx in history_indices(ends, cfg.frames, cfg.frame_stride):
+        batch.append(input_frames(frames[idx], cfg, None if field is None else field[idx]))
     with torch.inference_mode():
         feats = model.encode(torch.from_numpy(np.stack(batch))).float().numpy()
     return _unit(feats.mean(0))
@@ -118,10 +120,10 @@ class Embedder:
         self.name = f"encoder:{resolve(checkpoint)}"
         self.dim = int(self.model.feature_dim)
 
-    def __call__(self, frames: np.ndarray, birds_eye: bool = True) -> np.ndarray:
+    def __call__(self, frames: np.ndarray, field: np.ndarray | None = None) -> np.ndarray:
         if self.model is None:
             return fallback_embedding(frames)
-        return encoder_embedding(self.model, frames, self.windows, birds_eye)
+        return encoder_embedding(self.model, frames, self.windows, field)
 
 
 def schema(dim: int) -> pa.Schema:
@@ -134,9 +136,10 @@ def schema(dim: int) -> pa.Schema:
     ])
 
 
-def embedding_row(clip_id: str, frames: np.ndarray, embedder: Embedder, birds_eye: bool = True) -> dict:
+def embedding_row(clip_id: str, frames: np.ndarray, embedder: Embedder,
+                  field: np.ndarray | None = None) -> dict:
     """The `embeddings.lance` row of one clip (the per-clip map function)."""
-    return {"clip_id": clip_id, "vector": embedder(frames, birds_eye).tolist(), "embedder": embedder.name,
+    return {"clip_id": clip_id, "vector": embedder(frames, field).tolist(), "embedder": embedder.name,
             "code_version": code_version(), "computed_at": datetime.now(timezone.utc)}
 
 
@@ -158,7 +161,7 @@ def run_embed(store, checkpoint: str | Path | None = None, clip_ids: Iterable[st
     """
     import lance
 
-    from opendojo.train.occupancy import birds_eye_clips
+    from opendojo.train.inputs import clip_field
 
     emb = Embedder(checkpoint)
     current = table_embedder(store)
@@ -167,10 +170,10 @@ def run_embed(store, checkpoint: str | Path | None = None, clip_ids: Iterable[st
     if not force and not replace:
         done = tables.done_ids(store, tables.EMBEDDINGS, code_version())
         ids = [i for i in ids if i not in done]
-    birds_eye = birds_eye_clips(store)
     rows = []
     for k, cid in enumerate(ids, 1):
-        rows.append(embedding_row(cid, store.read_frames(cid), emb, cid in birds_eye))
+        field = None if emb.model is None else clip_field(store, cid, emb.model.config)
+        rows.append(embedding_row(cid, store.read_frames(cid), emb, field))
         if progress:
             progress(k, len(ids))
     table = pa.Table.from_pylist(rows, schema=schema(emb.dim))

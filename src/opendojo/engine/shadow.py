@@ -41,13 +41,13 @@ SHADOW_SCHEMA = pa.schema([
 ])
 
 
-def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5,
-                 batch: int = 32, birds_eye: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5, batch: int = 32,
+                 field: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Network outputs at frames 0, every, 2*every ...: (frame idx, trajectory [M,W,2], controls [M,2]).
 
     Each input is the `frames` frames up to and including the frame (the first frame
     repeated before the clip starts), as `NetworkDriver` sees them in closed loop
-    (`birds_eye`: the clip is the fleet's bird's-eye video, `opendojo.train.inputs`)."""
+    (`field`: the clip's object channel, `opendojo.train.inputs.clip_field`)."""
     import torch
 
     from opendojo.train.inputs import input_frames
@@ -55,7 +55,7 @@ def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5,
 
     cfg = model.config
     n = len(frames)
-    small = input_frames(frames, cfg, birds_eye)
+    small = input_frames(frames, cfg, field)
     idx = np.arange(0, n, max(1, every))
     speed = np.asarray(tel["speed"], np.float32)
     cmd = np.asarray(tel["command"], np.int64)
@@ -73,14 +73,14 @@ def predict_clip(model, frames: np.ndarray, tel: dict, every: int = 5,
 
 
 def shadow_row(clip_id: str, model, checkpoint: str, frames: np.ndarray, tel: dict,
-               every: int = 5, birds_eye: bool = True) -> dict:
+               every: int = 5, field: np.ndarray | None = None) -> dict:
     """The `shadow.lance` row of one clip, offline (the per-clip map function)."""
     from opendojo.label.hindsight import LabelSpec, label_telemetry
 
     cfg = model.config
     spec = LabelSpec(horizon_s=cfg.horizon_s, waypoints=cfg.horizon)
     lab = label_telemetry(tel, spec)
-    idx, traj, ctrl = predict_clip(model, frames, tel, every, birds_eye=birds_eye)
+    idx, traj, ctrl = predict_clip(model, frames, tel, every, field=field)
     ok = lab["valid"][idx]
     ade = np.linalg.norm(traj - lab["trajectory"][idx], axis=-1).mean(-1)   # [M]
     acc_err = np.abs(ctrl[:, 0] - lab["acceleration"][idx])
@@ -105,7 +105,7 @@ def run_shadow(store, checkpoint: str | Path, clip_ids: Iterable[str] | None = N
     Clips already compared by this checkpoint (offline) are skipped unless `force`."""
     from opendojo.evaluate.closed_loop import load_network
     from opendojo.train.checkpoint import resolve
-    from opendojo.train.occupancy import birds_eye_clips
+    from opendojo.train.inputs import clip_field
 
     ckpt = str(resolve(checkpoint))
     model = load_network(checkpoint)
@@ -115,11 +115,11 @@ def run_shadow(store, checkpoint: str | Path, clip_ids: Iterable[str] | None = N
         done = tables.done_ids(store, tables.SHADOW, code_version(),
                                extra=f"mode = 'offline' AND checkpoint = '{esc}'")
         ids = [i for i in ids if i not in done]
-    birds_eye = birds_eye_clips(store)
     rows = []
     for k, cid in enumerate(ids, 1):
         tel = tables.telemetry_arrays(store.telemetry(cid))
-        rows.append(shadow_row(cid, model, ckpt, store.read_frames(cid), tel, every, cid in birds_eye))
+        rows.append(shadow_row(cid, model, ckpt, store.read_frames(cid), tel, every,
+                               clip_field(store, cid, model.config)))
         if progress:
             progress(k, len(ids))
     table = pa.Table.from_pylist(rows, schema=SHADOW_SCHEMA)

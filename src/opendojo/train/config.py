@@ -77,8 +77,9 @@ class TrainConfig(StageConfig):
                                       # label reaches a hard-braking, sharp-steering or sudden
                                       # lane-change trigger (loader.reaction_frames); 0 = off
     synthetic_share: float = Field(0.0, ge=0, le=1)  # share of samples at speed that get a
-                                      # pasted stopped or slower road user and a label that
-                                      # stops or follows behind it (train.synthesis); 0 = off
+                                      # pasted road user and a label that stops or follows
+                                      # behind it where it is in the way and closing in
+                                      # (train.synthesis); 0 = off
     model: ModelSettings = ModelSettings()
 
     @model_validator(mode="before")

@@ -1,7 +1,7 @@
 """Export the policy as ONNX for the car's inference computer, checked against PyTorch.
 
 The exported graph takes the same inputs as `PolicyNet.forward` (uint8 frames
-[B, T, H, W, 3], float speed [B], int64 command [B]; B is dynamic) and returns
+[B, T, H, W, C], float speed [B], int64 command [B]; B is dynamic) and returns
 `trajectory` [B, H, 2] and `controls` [B, 2]. After writing, onnxruntime runs the file on
 a batch of random inputs and the largest absolute difference from PyTorch must be within
 `tolerance` (default 1e-4 in metres / SI units); otherwise nothing is written. A sidecar

@@ -11,8 +11,10 @@ training, open- and closed-loop evaluation, shadow mode and embeddings.
   8 x 4 pixels. Only bird's-eye simulator video has it; other clips get an empty channel,
   as they get no collision cost.
 
-Nothing here reads the simulator: the channel is made from the same pixels the fleet
-records, so closed loop computes it from the camera frame as training did from the clip.
+Nothing here reads the simulator: the channel is made from camera pixels only. Training
+reads it from the clip's H.264-decoded frames, closed loop from the raw camera frame; the
+codec smears the cars' colour, so a clip's field holds about 40% more than the raw frame's
+(a known skew, docs/training.md).
 """
 
 from __future__ import annotations
@@ -20,28 +22,35 @@ from __future__ import annotations
 import numpy as np
 
 
-def input_frames(frames: np.ndarray, cfg, birds_eye: bool = True) -> np.ndarray:
+def input_frames(frames: np.ndarray, cfg, field: np.ndarray | None = None) -> np.ndarray:
     """Full-resolution uint8 camera frames [N, H, W, 3] (the fleet camera's) -> the network's
-    uint8 input frames [N, S, S, C] for `cfg` (a `PolicyConfig`). `birds_eye=False`
-    (imported dashcam video) leaves the object channel empty."""
+    uint8 input frames [N, S, S, C] for `cfg` (a `PolicyConfig`). The object channel is
+    `field` [N, S, S] where the caller has it (a clip's cached `clip_cost_field`, empty for
+    video that is not bird's-eye), else made from these frames."""
     from opendojo.clips.video import resize_rgb
 
     frames = np.asarray(frames)
     small = np.stack([resize_rgb(f, cfg.image_size) for f in frames])
     if not cfg.object_channel:
         return small
-    if birds_eye:
+    if field is None:
         from opendojo.train.occupancy import camera_geometry, cost_field
 
         width = frames.shape[2]
-        px_per_m, ego_row = camera_geometry(width, width)
-        field = cost_field(frames, cfg.image_size, px_per_m, ego_row)
-    else:
-        field = np.zeros(small.shape[:3], np.uint8)
-    return np.concatenate([small, field[..., None]], axis=-1)
+        field = cost_field(frames, cfg.image_size, *camera_geometry(width, width))
+    return with_object_channel(small, field)
+
+
+def clip_field(store, clip_id: str, cfg) -> np.ndarray | None:
+    """A stored clip's object channel for `cfg` (its cached cost field), None without one."""
+    if not cfg.object_channel:
+        return None
+    from opendojo.train.occupancy import clip_cost_field
+
+    return clip_cost_field(store, store.row(clip_id), cfg.image_size)
 
 
 def with_object_channel(small: np.ndarray, field: np.ndarray) -> np.ndarray:
-    """A clip's cached input frames uint8 [N, S, S, 3] and its cost field [N, S, S] as
-    4-channel frames [N, S, S, 4]."""
+    """Input frames uint8 [..., S, S, 3] and their cost field [..., S, S] as 4-channel
+    frames [..., S, S, 4]."""
     return np.concatenate([np.asarray(small), np.asarray(field)[..., None]], axis=-1)

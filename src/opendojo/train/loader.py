@@ -349,10 +349,6 @@ class TrainLoader:
             # the block's cost fields, like its frames, are held only while it is cut into
             # batches (each is a memory map, and each map holds a file descriptor)
             fields = self._cost_fields(clips) if self.cfg.collision or self.cfg.object_channel else None
-            if self.cfg.object_channel:
-                from opendojo.train.inputs import with_object_channel
-
-                videos = [with_object_channel(v, f) for v, f in zip(videos, fields)]
             skip = start_batch - first if (epoch, first) <= (start_epoch, start_batch) else 0
             for j in range(max(skip, 0), len(batches)):
                 nxt = first + j + 1
@@ -368,9 +364,14 @@ class TrainLoader:
                   position: tuple[int, int] = (0, 0), clips: list[str] = ()) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         pick = lambda key: np.stack([info[k][key][f] for k, f in pairs])  # noqa: E731
+        history = [(k, history_indices(f, cfg.frames, cfg.frame_stride)) for k, f in pairs]
+        frames = np.stack([videos[k][idx] for k, idx in history])
+        if cfg.object_channel:   # the clips' cost fields as a 4th channel (train.inputs)
+            from opendojo.train.inputs import with_object_channel
+
+            frames = with_object_channel(frames, np.stack([fields[k][idx] for k, idx in history]))
         arrays = {
-            "frames": np.stack([videos[k][history_indices(f, cfg.frames, cfg.frame_stride)]
-                                for k, f in pairs]),
+            "frames": frames,
             "speed": pick("speed"), "command": pick("command"),
             "trajectory": pick("trajectory"), "controls": pick("controls"),
         }

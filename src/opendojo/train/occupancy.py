@@ -52,12 +52,6 @@ BIRDS_EYE_SOURCES = ("sim",)
 COST_FIELD_CACHE = "costfield"   # cache kind: <store>/cache/costfield-<S>-v1/
 
 
-def birds_eye_clips(store) -> set[str]:
-    """The ids of the store's clips that are bird's-eye simulator video."""
-    cat = store.catalog(columns=["clip_id", "source"]).to_pylist()
-    return {r["clip_id"] for r in cat if r["source"] in BIRDS_EYE_SOURCES}
-
-
 def camera_geometry(clip_width: int, image_size: int) -> tuple[float, float]:
     """(pixels per metre, ego row as a fraction of the height) at `image_size`, for a clip
     filmed `clip_width` pixels wide by the fleet camera."""

@@ -8,12 +8,13 @@ of a car at speed closing on something in its lane (34 of the demo's 8,439), and
 trained on them does not react to what it sees ahead (docs/driving.md, "Does the network
 see what is ahead?"). This module makes such samples from any sample at speed:
 
-1. A thing (a stopped or slower car, or a box-sized obstacle) is placed `d` metres along
+1. A thing (a stopped or moving car, or a box-sized obstacle) is placed `d` metres along
    the path the driver really drove next (the hindsight label), in the newest frame and,
    moved by the closing speed, in the older frames of the sample's history. It is drawn
    as highway-env draws road users (a filled rectangle with a dark outline) at the
    input's scale, each pixel covered in proportion to its area, as the loader's resize
-   leaves a real car (but without the colour a real one loses to H.264).
+   leaves a real car (but without the colour a real one loses to H.264), and into the
+   object channel where the frames have one (`draw_field`).
 2. The label keeps the driven path but not its pace: the car brakes at the constant
    deceleration that brings it to the thing's speed `GAP_M + HEADWAY_S x speed` behind
    it (a far thing is approached at speed and braked for at `COMFORT_DECEL`; one too
@@ -204,7 +205,8 @@ class Thing:
 def draw_thing(frames: np.ndarray, traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> np.ndarray:
     """The sample's history frames uint8 [T, H, W, C] (oldest first, newest last) with the
     thing drawn where it was in each: in the newest, `distance_m` along the driven path
-    (`side_m` to its right); in a frame k steps older, further by the closing speed. With
+    (`side_m` to its right); in a frame k steps older, moved by the closing speed (further
+    for a slower thing, nearer for a faster one). With
     C = 4 the fourth channel is the object channel (`opendojo.train.inputs`), and the thing
     goes into it too (`draw_field`)."""
     pts, arc = path_arc(traj.astype(np.float64))
@@ -261,22 +263,23 @@ def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_shar
 def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.Generator,
                geo: Geometry, side_share: float = 0.4) -> dict:
     """Paste a thing into a share of the batch's eligible samples (in place on numpy
-    arrays: frames uint8 [B, T, H, W, 3], speed [B], trajectory [B, W, 2], controls [B, 2]);
-    returns which samples got one (bool [B]) and which of those had their label cut
-    (bool [B])."""
+    arrays: frames uint8 [B, T, H, W, C] (`draw_thing`), speed [B], trajectory [B, W, 2], controls [B, 2]);
+    returns which samples got one, which of those got it in their path, and which had
+    their label cut (bool [B] each)."""
     b, _, h = batch["frames"].shape[:3]
     reach = geo.ego_row * h / geo.px_per_m
-    pasted, braked = np.zeros(b, bool), np.zeros(b, bool)
+    pasted, in_path, braked = np.zeros(b, bool), np.zeros(b, bool), np.zeros(b, bool)
     for i in np.flatnonzero(eligible & (batch["speed"] >= MIN_SPEED) & (rng.random(b) < share)):
         v = float(batch["speed"][i])
         thing = pick_thing(rng, v, reach, side_share)
         batch["frames"][i] = draw_thing(batch["frames"][i], batch["trajectory"][i], v, thing, geo)
         pasted[i] = True
         if thing.side_m == 0.0:
+            in_path[i] = True
             label = batch["trajectory"][i]
             cut, decel = stop_behind(label, v, thing, geo)
             if cut is not label:
                 braked[i] = True
                 batch["trajectory"][i] = cut
                 batch["controls"][i, 0] = min(batch["controls"][i, 0], -decel)
-    return {"pasted": pasted, "braked": braked}
+    return {"pasted": pasted, "in_path": in_path, "braked": braked}
