@@ -174,33 +174,18 @@ def test_ingest_of_only_missing_inputs_creates_no_store(tmp_path, capsys, monkey
 # -- 7. loop --run-dir onto a training run ----------------------------------------------------
 
 @pytest.fixture(scope="module")
-def train_run(tmp_path_factory):
+def train_run(tmp_path_factory, train_store):
     from typer.testing import CliRunner
 
     from opendojo.cli import app
-    from opendojo.train.dataset import create_dataset
 
-    from clipfactory import labelled_synthetic_store
-
-    root = tmp_path_factory.mktemp("trainrun")
-    s = labelled_synthetic_store(root / "store", clips=3, frames=40, size=16, seed=5)
-    create_dataset(s, "d", holdout=0.34, seed=0)
-    run = root / "run"
-    r = CliRunner().invoke(app, ["train", "--store", s.url, "--dataset", "d", "--steps", "1",
+    run = tmp_path_factory.mktemp("trainrun") / "run"
+    r = CliRunner().invoke(app, ["train", "--store", str(train_store / "st"), "--dataset", "d", "--steps", "1",
                                  "--checkpoint-every", "1", "--run-dir", str(run), "--batch-size", "4",
                                  "--workers", "0", "--no-progress", "--frames", "2", "--image-size", "16",
                                  "--width", "4", "--stages", "2", "--hidden", "16"])
     assert r.exit_code == 0, r.output
     return run
-
-
-@pytest.fixture
-def no_fleet(monkeypatch):
-    from opendojo.fleet import generate
-
-    def drove(*a, **kw):
-        raise _Ran("the fleet was driven")
-    monkeypatch.setattr(generate, "generate", drove)
 
 
 @pytest.mark.parametrize("sub", ["", "checkpoints"])

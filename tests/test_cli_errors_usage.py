@@ -156,17 +156,6 @@ def test_local_store_paths_are_made_absolute_and_urls_kept(tmp_path, monkeypatch
         assert absolute_store(url) == url
 
 
-@pytest.fixture(scope="module")
-def train_store(tmp_path_factory):
-    from clipfactory import labelled_synthetic_store
-    from opendojo.train.dataset import create_dataset
-
-    root = tmp_path_factory.mktemp("trainstore")
-    s = labelled_synthetic_store(root / "st", clips=3, frames=40, size=16, seed=5)
-    create_dataset(s, "d", holdout=0.34, seed=0)
-    return root
-
-
 def test_a_run_saves_a_relative_store_absolute_and_resumes_from_elsewhere(train_store, tmp_path,
                                                                          capsys, monkeypatch):
     monkeypatch.chdir(train_store)
@@ -220,15 +209,6 @@ def test_a_run_saved_with_a_relative_store_still_resumes_with_it(train_store, tm
 
 
 # -- 4. dojo loop refuses a demo's run directory --------------------------------------------
-
-@pytest.fixture
-def no_fleet(monkeypatch):
-    from opendojo.fleet import generate
-
-    def drove(*a, **kw):
-        raise _Ran("the fleet was driven")
-    monkeypatch.setattr(generate, "generate", drove)
-
 
 def _demo_run(path: Path, *files: str) -> Path:
     from opendojo.demo import DemoConfig

@@ -27,10 +27,9 @@ def _metrics(pred: np.ndarray, target: np.ndarray) -> dict:
 def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch_size: int = 64,
                        progress=None) -> dict:
     from opendojo.train.checkpoint import load_checkpoint, read_meta, resolve, trained_command
-    from opendojo.train.inputs import with_object_channel
+    from opendojo.train.inputs import clip_field, with_object_channel
     from opendojo.train.loader import ClipDecoder, ClipLabels, history_offsets
     from opendojo.train.model import PolicyConfig, PolicyNet
-    from opendojo.train.occupancy import clip_cost_field
 
     ckpt = resolve(checkpoint)
     meta = read_meta(ckpt)
@@ -52,9 +51,9 @@ def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch
             if len(fr) == 0:
                 continue
             video = decoder[cid]
-            if pc.object_channel:
-                video = torch.from_numpy(with_object_channel(
-                    video.numpy(), clip_cost_field(store, rows[cid], pc.image_size)))
+            field = clip_field(store, cid, pc, rows[cid])
+            if field is not None:
+                video = torch.from_numpy(with_object_channel(video.numpy(), field))
             for i in range(0, len(fr), batch_size):
                 f = fr[i:i + batch_size]
                 frames = torch.stack([video[torch.from_numpy(x + offsets)] for x in f])

@@ -123,7 +123,9 @@ def write_host_spec(m: dict, path: Path) -> Path:
 
 
 def calibrate(path: Path | None = None, threads: int | None = 1, quick: bool = False) -> tuple[dict, Path]:
+    from opendojo.atomic import check_target
     from opendojo.machine.spec import host_spec_path
 
+    path = check_target(path or host_spec_path())   # before the benchmarks, not after them
     m = measure(threads, quick)
-    return m, write_host_spec(m, path or host_spec_path())
+    return m, write_host_spec(m, path)

@@ -57,11 +57,14 @@ def _workload(width: int, stages: int, hidden: int):
     return policy_workload(width=width, stages=stages, hidden=hidden, batch=1)
 
 
-def _positive(flag: str, value: float, most: float = math.inf) -> None:
-    """Refuse (one line) a number that is not positive, not finite, or above `most`."""
+def _positive(flag: str, value: float, most: float = math.inf, zero_ok: bool = False) -> None:
+    """Refuse (one line) a number that is not positive (or 0 with `zero_ok`), not finite,
+    or above `most`."""
     from opendojo.machine.spec import MachineError
 
-    if not (0 < value < math.inf):
+    if zero_ok and not (0 <= value < math.inf):
+        raise MachineError(f"{flag} must be 0 or more (and finite), not {value}")
+    if not zero_ok and not (0 < value < math.inf):
         raise MachineError(f"{flag} must be a positive finite number, not {value}")
     if value > most:
         raise MachineError(f"{flag} {value:g}: at most {most:,g}")
@@ -165,8 +168,8 @@ def compare(reference: str = typer.Option("exapod", help="the Dojo machine to co
     from opendojo.machine.spec import MachineError
 
     _positive("--samples-per-pflops", samples_per_pflops, MAX_SAMPLES_PER_PFLOPS)
-    if usd_per_kwh is not None and not (0 <= usd_per_kwh < math.inf):
-        raise MachineError(f"--usd-per-kwh must be 0 or more (and finite), not {usd_per_kwh}")
+    if usd_per_kwh is not None:
+        _positive("--usd-per-kwh", usd_per_kwh, zero_ok=True)
     if plot is not None:
         if plot.suffix.lower() not in PLOT_SUFFIXES:
             raise MachineError(f"--plot {plot}: give a file name ending in {', '.join(PLOT_SUFFIXES)} "
@@ -206,14 +209,11 @@ def calibrate(out: Optional[Path] = typer.Option(None, help="where to write the 
               threads: int = typer.Option(1, help="torch intra-op threads (1 is steadiest on a shared machine)"),
               quick: bool = typer.Option(False, help="smaller, faster microbenchmarks")):
     """Measure this machine (matmul, conv table, memory bandwidth, per-op cost) into a `host` spec."""
-    from opendojo.atomic import check_target
     from opendojo.machine.calibrate import calibrate as run
-    from opendojo.machine.spec import host_spec_path
 
     if threads < 1:
         from opendojo.machine.spec import MachineError
         raise MachineError("--threads must be at least 1")
-    check_target(out or host_spec_path())   # before the benchmarks, not after them
     m, path = run(out, threads, quick)
     con = _console()
     con.print(f"matmul {_si(m['matmul_flops'], 'FLOP/s')}, memory {_si(m['memory_bandwidth'], 'B/s')}, "

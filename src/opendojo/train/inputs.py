@@ -41,13 +41,14 @@ def input_frames(frames: np.ndarray, cfg, field: np.ndarray | None = None) -> np
     return with_object_channel(small, field)
 
 
-def clip_field(store, clip_id: str, cfg) -> np.ndarray | None:
-    """A stored clip's object channel for `cfg` (its cached cost field), None without one."""
+def clip_field(store, clip_id: str, cfg, row: dict | None = None) -> np.ndarray | None:
+    """A stored clip's object channel for `cfg` (its cached cost field), None when `cfg` has
+    none; `row` is the clip's catalog row where the caller has it."""
     if not cfg.object_channel:
         return None
     from opendojo.train.occupancy import clip_cost_field
 
-    return clip_cost_field(store, store.row(clip_id), cfg.image_size)
+    return clip_cost_field(store, row or store.row(clip_id), cfg.image_size)
 
 
 def with_object_channel(small: np.ndarray, field: np.ndarray) -> np.ndarray:

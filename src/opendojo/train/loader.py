@@ -39,6 +39,7 @@ from opendojo.engine.triggers import clip_triggers
 from opendojo.errors import DatasetError
 from opendojo.label.hindsight import LabelSpec, read_labels
 from opendojo.train.config import CommandSource
+from opendojo.train.inputs import with_object_channel
 
 
 def history_offsets(frames: int, stride: int) -> np.ndarray:
@@ -367,8 +368,6 @@ class TrainLoader:
         history = [(k, history_indices(f, cfg.frames, cfg.frame_stride)) for k, f in pairs]
         frames = np.stack([videos[k][idx] for k, idx in history])
         if cfg.object_channel:   # the clips' cost fields as a 4th channel (train.inputs)
-            from opendojo.train.inputs import with_object_channel
-
             frames = with_object_channel(frames, np.stack([fields[k][idx] for k, idx in history]))
         arrays = {
             "frames": frames,

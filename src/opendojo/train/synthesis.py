@@ -132,32 +132,46 @@ def braking_arc(speed: float, thing_speed: float, room_m: float, times: np.ndarr
     return arc, decel if t_brake <= 0 else 0.0
 
 
+def _subpixels(shape: tuple[int, int], centre_px: tuple[float, float], direction: np.ndarray,
+               reach: float):
+    """The pixels of a frame of `shape` within `reach` px of `centre_px` (row, col), clipped
+    to it: (rows slice, cols slice, along, across), where along/across [R*S, C*S] are the
+    signed offsets of their SUPERSAMPLE x SUPERSAMPLE sub-pixel centres from the centre
+    along and across `direction` (a (rows, cols) unit vector); None off the frame."""
+    r0, r1 = max(int(math.floor(centre_px[0] - reach)), 0), min(int(math.ceil(centre_px[0] + reach)), shape[0])
+    c0, c1 = max(int(math.floor(centre_px[1] - reach)), 0), min(int(math.ceil(centre_px[1] + reach)), shape[1])
+    if r0 >= r1 or c0 >= c1:
+        return None
+    sub = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE
+    dr = (np.arange(r0, r1)[:, None] + sub[None, :]).reshape(-1)[:, None] - centre_px[0]
+    dc = (np.arange(c0, c1)[:, None] + sub[None, :]).reshape(-1)[None, :] - centre_px[1]
+    return (slice(r0, r1), slice(c0, c1), dr * direction[0] + dc * direction[1],
+            -dr * direction[1] + dc * direction[0])
+
+
+def _cover(values: np.ndarray) -> np.ndarray:
+    """Per-pixel means [R, C] of sub-pixel values [R*S, C*S]."""
+    r, c = values.shape[0] // SUPERSAMPLE, values.shape[1] // SUPERSAMPLE
+    return values.reshape(r, SUPERSAMPLE, c, SUPERSAMPLE).mean(axis=(1, 3))
+
+
 def draw_box(frame: np.ndarray, centre_px: tuple[float, float], direction: np.ndarray,
              size_m: tuple[float, float], colour: np.ndarray, px_per_m: float) -> None:
     """Blend a filled rectangle with a dark outline into a float frame [H, W, 3] in place.
     `centre_px` (row, col); `direction` the box's length axis as (rows, cols) unit vector."""
-    h, w = frame.shape[:2]
     length, width = (size_m[0] * px_per_m, size_m[1] * px_per_m)
     line = OUTLINE_M * px_per_m
-    reach = math.hypot(length, width) / 2 + line + 1
-    r0, r1 = int(math.floor(centre_px[0] - reach)), int(math.ceil(centre_px[0] + reach))
-    c0, c1 = int(math.floor(centre_px[1] - reach)), int(math.ceil(centre_px[1] + reach))
-    r0, r1, c0, c1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
-    if r0 >= r1 or c0 >= c1:
+    window = _subpixels(frame.shape[:2], centre_px, direction, math.hypot(length, width) / 2 + line + 1)
+    if window is None:
         return
-    sub = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE
-    rr = (np.arange(r0, r1)[:, None] + sub[None, :]).reshape(-1)
-    cc = (np.arange(c0, c1)[:, None] + sub[None, :]).reshape(-1)
-    dr, dc = rr[:, None] - centre_px[0], cc[None, :] - centre_px[1]
-    a = np.abs(dr * direction[0] + dc * direction[1])          # along the length
-    b = np.abs(-dr * direction[1] + dc * direction[0])         # across
+    rows, cols, a, b = window
+    a, b = np.abs(a), np.abs(b)
     outer = (a <= length / 2) & (b <= width / 2)
     inner = (a <= length / 2 - line) & (b <= width / 2 - line)
-    shape = (r1 - r0, SUPERSAMPLE, c1 - c0, SUPERSAMPLE)
-    cover_fill = inner.reshape(shape).mean(axis=(1, 3))[..., None]
-    cover_line = (outer & ~inner).reshape(shape).mean(axis=(1, 3))[..., None]
-    patch = frame[r0:r1, c0:c1]
-    frame[r0:r1, c0:c1] = patch * (1 - cover_fill - cover_line) + colour * cover_fill + OUTLINE * cover_line
+    cover_fill = _cover(inner)[..., None]
+    cover_line = _cover(outer & ~inner)[..., None]
+    patch = frame[rows, cols]
+    frame[rows, cols] = patch * (1 - cover_fill - cover_line) + colour * cover_fill + OUTLINE * cover_line
 
 
 def draw_field(field: np.ndarray, centre_px: tuple[float, float], direction: np.ndarray,
@@ -167,28 +181,21 @@ def draw_field(field: np.ndarray, centre_px: tuple[float, float], direction: np.
     part `object_mask` finds, inside the outline), falling to 0 at the ellipse where the
     ego's box would just clear it, each pixel the mean over its area; the larger of it and
     what the channel already holds. Arguments as `draw_box`'s."""
-    h, w = field.shape
     along_px = (EGO_HALF_LENGTH_M + MARGIN_M) * px_per_m     # the ellipse's semi-axes:
     across_px = (EGO_HALF_WIDTH_M + MARGIN_M) * px_per_m     # rows (along the ego), columns
     length = max(size_m[0] - 2 * OUTLINE_M, 0.0) * px_per_m
     width = max(size_m[1] - 2 * OUTLINE_M, 0.0) * px_per_m
-    reach = math.hypot(length, width) / 2 + max(along_px, across_px) + 1
-    r0, r1 = max(int(math.floor(centre_px[0] - reach)), 0), min(int(math.ceil(centre_px[0] + reach)), h)
-    c0, c1 = max(int(math.floor(centre_px[1] - reach)), 0), min(int(math.ceil(centre_px[1] + reach)), w)
-    if r0 >= r1 or c0 >= c1:
+    window = _subpixels(field.shape, centre_px, direction,
+                        math.hypot(length, width) / 2 + max(along_px, across_px) + 1)
+    if window is None:
         return
-    sub = (np.arange(SUPERSAMPLE) + 0.5) / SUPERSAMPLE
-    dr = (np.arange(r0, r1)[:, None] + sub[None, :]).reshape(-1)[:, None] - centre_px[0]
-    dc = (np.arange(c0, c1)[:, None] + sub[None, :]).reshape(-1)[None, :] - centre_px[1]
-    a = dr * direction[0] + dc * direction[1]                  # along the thing's length
-    b = -dr * direction[1] + dc * direction[0]                 # across
+    rows, cols, a, b = window
     # from the nearest point of the thing to here, in the thing's axes, then the image's
     ea = np.sign(a) * np.maximum(np.abs(a) - length / 2, 0)
     eb = np.sign(b) * np.maximum(np.abs(b) - width / 2, 0)
     er, ec = ea * direction[0] - eb * direction[1], ea * direction[1] + eb * direction[0]
     value = np.clip(1 - np.hypot(er / along_px, ec / across_px), 0, 1)
-    cover = value.reshape(r1 - r0, SUPERSAMPLE, c1 - c0, SUPERSAMPLE).mean(axis=(1, 3))
-    field[r0:r1, c0:c1] = np.maximum(field[r0:r1, c0:c1], 255 * cover)
+    field[rows, cols] = np.maximum(field[rows, cols], 255 * _cover(value))
 
 
 @dataclass(frozen=True)
