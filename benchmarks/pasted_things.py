@@ -13,6 +13,13 @@ the thing and on the frames without it, and reports:
                slower than the ego, or one far enough ahead): how much shorter the plan is
                anyway (0 is right)
   beside_path  things a lane to the side: how much shorter the plan is anyway (0 is right)
+  lane_change  (with --lane-changes, the default for a network trained with them) things
+               standing in the path of a car keeping its lane, with a free lane beside:
+               the label changes lane round them. How far the plan's end moves sideways
+               because of the thing, towards the label's side, against how far the label's
+               does, and the share of samples whose plan moves at least a metre that way
+  left_behind  stopped things in the lane a driver is leaving: how far the plan's end
+               moves sideways anyway (0 is right)
   bias_m       the plan's end beyond the driven label's on the frames *without* a thing
                (negative: the network slows where nothing is ahead)
 
@@ -45,6 +52,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--side-share", type=float, default=0.3)
     ap.add_argument("--scale-things", type=float, default=1.0)
     ap.add_argument("--loud", action="store_true")
+    ap.add_argument("--lane-changes", action=argparse.BooleanOptionalAction, default=None,
+                    help="drive round things where a lane is free (default: as the network trained)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -83,22 +92,33 @@ def main(argv=None) -> dict:
     geometry = synthesis.clips_geometry(rows, cfg.model.image_size, cfg.model.frame_stride,
                                         label_spec(cfg).times)
     net = load_network(checkpoint).eval()
+    lane_changes = trained.get("synthetic_lane_changes", False) if a.lane_changes is None else a.lane_changes
+    if lane_changes and not cfg.model.object_channel:
+        raise SystemExit("--lane-changes needs a network with the object channel "
+                         "(it says whether the lane beside is free)")
     batches = iter(loader)
-    found = []
+    found, sideways = [], []
     for k in range(a.batches):
         batch = next(batches)
         pasted = {key: v.numpy().copy() for key, v in batch.items()}
         got = synthesis.synthesize(pasted, np.ones(len(pasted["speed"]), bool), 1.0,
-                                   np.random.default_rng([a.seed, k]), geometry, a.side_share)
+                                   np.random.default_rng([a.seed, k]), geometry, a.side_share,
+                                   lane_changes=lane_changes)
         with torch.inference_mode():
-            plain = net(batch["frames"], batch["speed"], batch["command"])["trajectory"][:, -1, 0].numpy()
-            seen = net(torch.from_numpy(pasted["frames"]), batch["speed"],
-                       batch["command"])["trajectory"][:, -1, 0].numpy()
+            plain_end = net(batch["frames"], batch["speed"], batch["command"])["trajectory"][:, -1].numpy()
+            seen_end = net(torch.from_numpy(pasted["frames"]), batch["speed"],
+                           batch["command"])["trajectory"][:, -1].numpy()
+        plain, seen = plain_end[:, 0], seen_end[:, 0]
         label = batch["trajectory"][:, -1, 0].numpy()
-        for i in np.flatnonzero(got["pasted"]):
+        for i in np.flatnonzero(got["pasted"] & ~got["lane_change"] & ~got["left_behind"]):
             found.append((got["braked"][i], got["in_path"][i], label[i] - pasted["trajectory"][i, -1, 0],
                          plain[i] - seen[i], plain[i] - label[i]))
+        for i in np.flatnonzero(got["lane_change"] | got["left_behind"]):
+            sideways.append((got["lane_change"][i], pasted["trajectory"][i, -1, 1] - batch["trajectory"][i, -1, 1].item(),
+                             seen_end[i, 1] - plain_end[i, 1]))
     r = np.array(found, float).reshape(-1, 5)
+    sw = np.array(sideways, float).reshape(-1, 3)
+    lc = sw[:, 0] > 0
     cut, ahead = r[:, 0] > 0, r[:, 1] > 0
     needed, made = float(r[cut, 2].mean()), float(r[cut, 3].mean())
     mean_shorter = lambda m: round(float(r[m, 3].mean()), 2) if m.any() else None  # noqa: E731
@@ -110,7 +130,25 @@ def main(argv=None) -> dict:
             "ahead_not_braked_for": {"samples": int((ahead & ~cut).sum()),
                                      "plan_shorter_m": mean_shorter(ahead & ~cut)},
             "beside_path": {"samples": int((~ahead).sum()), "plan_shorter_m": mean_shorter(~ahead)},
+            **({"lane_change": _lane_change(sw[lc]),
+                "left_behind": {"samples": int((~lc).sum()),
+                                "plan_sideways_m": round(float(np.abs(sw[~lc, 2]).mean()), 2) if (~lc).any() else None}}
+               if lane_changes else {}),
             "bias_m": round(float(r[:, 4].mean()), 2)}
+
+
+def _lane_change(sw: np.ndarray) -> dict:
+    """Lane-change samples [N, 3] (flag, the label's sideways move, the plan's): how far
+    the plan moves towards the label's side, against the label, and how often a metre."""
+    if not len(sw):
+        return {"samples": 0}
+    toward = np.sign(sw[:, 1]) * sw[:, 2]
+    needed = float(np.abs(sw[:, 1]).mean())
+    return {"samples": len(sw), "label_sideways_m": round(needed, 2),
+            "plan_sideways_m": round(float(toward.mean()), 2),
+            "plan_sideways_either_way_m": round(float(np.abs(sw[:, 2]).mean()), 2),
+            "share_of_needed": round(float(toward.mean()) / needed, 4),
+            "share_moving_1m_that_way": round(float((toward >= 1.0).mean()), 3)}
 
 
 if __name__ == "__main__":

@@ -80,6 +80,10 @@ class TrainConfig(StageConfig):
                                       # pasted road user and a label that stops or follows
                                       # behind it where it is in the way and closing in
                                       # (train.synthesis); 0 = off
+    synthetic_lane_changes: bool = False  # a pasted thing that stands in the path of a car
+                                      # keeping its lane is driven round where the frames
+                                      # show a free lane beside it (train.synthesis); needs
+                                      # synthetic_share > 0 and model.object_channel
     model: ModelSettings = ModelSettings()
 
     @model_validator(mode="before")
@@ -108,6 +112,16 @@ class TrainConfig(StageConfig):
                 "lr to min_lr, so lower min_lr (--min-lr) or raise lr",
                 {"min_lr": f"{min_lr:g}", "lr": f"{lr:g}"})
         return min_lr
+
+    @model_validator(mode="after")
+    def _lane_changes_need_things(self):
+        """Lane changes round pasted things need things pasted and the object channel,
+        which says whether the lane beside is free."""
+        if self.synthetic_lane_changes and not (self.synthetic_share > 0 and self.model.object_channel):
+            raise PydanticCustomError(
+                "lane_changes_need_things", "synthetic_lane_changes needs synthetic_share > 0 "
+                "and model.object_channel = true (the object channel says whether a lane is free)")
+        return self
 
     def policy_config(self):
         from opendojo.train.model import PolicyConfig

@@ -78,6 +78,8 @@ class LoaderConfig:
                                   # get a pasted road user (opendojo.train.synthesis); 0 = none
     object_channel: bool = False  # frames carry the cost field as a 4th channel
                                   # (opendojo.train.inputs)
+    synthetic_lane_changes: bool = False  # things standing in the path are driven round
+                                  # where a lane beside is free (synthesis.synthesize)
 
 
 COMMAND_SOURCES = get_args(CommandSource)
@@ -390,7 +392,8 @@ class TrainLoader:
 
         sim = np.array([self.rows[c]["source"] in BIRDS_EYE_SOURCES for c in clips])
         rng = np.random.default_rng([self.cfg.seed, *position, self.rank, 0x5917])
-        synthesize(arrays, sim[pairs[:, 0]], self.cfg.synthetic_share, rng, self.synthesis)
+        synthesize(arrays, sim[pairs[:, 0]], self.cfg.synthetic_share, rng, self.synthesis,
+                   lane_changes=self.cfg.synthetic_lane_changes)
 
     def _collision_inputs(self, info, fields, pairs: np.ndarray) -> dict[str, torch.Tensor]:
         from opendojo.train.occupancy import ego_motion
