@@ -7,7 +7,7 @@ import pytest
 
 from opendojo.train.occupancy import camera_geometry
 from opendojo.train.synthesis import (COLOURS, LANE_WIDTH_M, MIN_LANE_CHANGE_S, SIZES_M, Geometry, Thing,
-                                      clears, draw_field, draw_thing, lane_change, lane_free,
+                                      clears, draw_field, lane_change, lane_free,
                                       lane_markings, lanes_beside, left_lane, synthesize)
 
 SIZE = 64
