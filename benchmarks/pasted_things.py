@@ -20,6 +20,8 @@ the thing and on the frames without it, and reports:
                does, and the share of samples whose plan moves at least a metre that way
   left_behind  stopped things in the lane a driver is leaving: how far the plan's end
                moves sideways anyway (0 is right)
+               (lane_change and left_behind samples are left out of the rows above and of
+               bias_m, so with --lane-changes those average over fewer samples)
   bias_m       the plan's end beyond the driven label's on the frames *without* a thing
                (negative: the network slows where nothing is ahead)
 

@@ -7,8 +7,8 @@ import pytest
 
 from opendojo.train.occupancy import camera_geometry
 from opendojo.train.synthesis import (COLOURS, LANE_WIDTH_M, MIN_LANE_CHANGE_S, SIZES_M, Geometry, Thing,
-                                      clears, draw_field, lane_change, lane_free,
-                                      lane_markings, lanes_beside, left_lane, synthesize)
+                                      clears, draw_field, draw_thing, lane_change, lane_free,
+                                      lane_markings, lanes_beside, synthesize, vacated_lane)
 
 SIZE = 64
 TIMES = np.arange(1, 7) * 0.5
@@ -80,33 +80,83 @@ def test_a_lane_with_a_car_in_it_is_not_free_and_the_lane_beyond_it_is():
 
 def test_the_lane_change_ends_a_lane_over_at_the_driven_pace_and_clears_the_thing():
     speed, thing = 25.0, _stopped(60.0)
-    label = _straight(speed)
-    assert not clears(label, np.array([thing.distance_m, 0.0]), thing)
+    label, pos = _straight(speed), np.array([60.0, 0.0])
+    assert not clears(label, pos, thing)
     for side in (-1, 1):
-        moved = lane_change(label, speed, thing, side, TIMES)
+        moved = lane_change(label, pos, thing, side, TIMES)
         assert moved[:, 0] == pytest.approx(label[:, 0])
         assert moved[-1, 1] == pytest.approx(side * LANE_WIDTH_M, abs=0.05)
         assert np.all(np.diff(side * moved[:, 1]) >= 0)
-        assert clears(moved, np.array([thing.distance_m, 0.0]), thing)
+        assert clears(moved, pos, thing)
 
 
 def test_a_thing_too_near_to_drive_round_gets_no_lane_change_and_a_nearer_one_a_quicker_one():
     speed = 25.0
-    too_near = _stopped(3.5 + speed * MIN_LANE_CHANGE_S * 0.4)
-    assert lane_change(_straight(speed), speed, too_near, 1, TIMES) is None
-    far = lane_change(_straight(speed), speed, _stopped(70.0), 1, TIMES)
-    nearer = lane_change(_straight(speed), speed, _stopped(40.0), 1, TIMES)
+    near = 3.5 + speed * MIN_LANE_CHANGE_S * 0.4
+    assert lane_change(_straight(speed), np.array([near, 0.0]), _stopped(near), 1, TIMES) is None
+    far = lane_change(_straight(speed), np.array([70.0, 0.0]), _stopped(70.0), 1, TIMES)
+    nearer = lane_change(_straight(speed), np.array([40.0, 0.0]), _stopped(40.0), 1, TIMES)
     assert nearer is not None and nearer[1, 1] > far[1, 1]
     assert clears(nearer, np.array([40.0, 0.0]), _stopped(40.0))
 
 
+def _drawn_at(frames: np.ndarray, geo: Geometry) -> np.ndarray:
+    """(m ahead, m right) of the centroid of what the object channel of the newest frame holds."""
+    field = frames[-1, ..., 3].astype(float)
+    r, c = np.indices(field.shape) + 0.5
+    row, col = (r * field).sum() / field.sum(), (c * field).sum() / field.sum()
+    return np.array([(geo.ego_row * SIZE - row) / geo.px_per_m, (col - SIZE / 2) / geo.px_per_m])
+
+
+def test_every_lane_change_clears_the_thing_where_it_was_drawn_on_a_drifting_path():
+    geo, rng = _geo(), np.random.default_rng(3)
+    made = 0
+    for _ in range(200):
+        speed, distance = rng.uniform(15, 30), rng.uniform(10, 70)
+        label = _straight(speed)
+        label[:, 1] = rng.uniform(-0.9, 0.9) * (TIMES / TIMES[-1]) ** 2     # within keeps_lane
+        thing = _stopped(distance)
+        frames = draw_thing(np.zeros((4, SIZE, SIZE, 4), np.uint8), label, speed, thing, geo)
+        pos = _drawn_at(frames, geo)
+        moved = lane_change(label, pos, thing, int(rng.choice([-1, 1])), TIMES)
+        if moved is not None:
+            made += 1
+            assert clears(moved, pos, thing)
+    assert made > 50
+
+
+def test_synthesize_changes_lane_clear_of_the_thing_where_it_drew_it_on_drifting_paths():
+    geo = _geo()
+    batch = _highway_batch(n=64)
+    drift = np.random.default_rng(4).uniform(-0.9, 0.9, 64)
+    batch["trajectory"][:, :, 1] = drift[:, None] * (TIMES / TIMES[-1]) ** 2
+    got = synthesize(batch, np.ones(64, bool), 1.0, np.random.default_rng(6), geo, side_share=0.0,
+                     lane_changes=True)
+    assert got["lane_change"].sum() >= 5
+    for i in np.flatnonzero(got["lane_change"]):
+        pos = _drawn_at(batch["frames"][i], geo)
+        # the smaller of the two things highway-env draws: the weaker check along the road
+        assert clears(batch["trajectory"][i], pos, Thing(pos[0], 0.0, 0.0, SIZES_M[1], COLOURS[0]))
+
+
 def test_the_lane_a_driver_leaves_is_one_lane_back_across_from_where_the_label_ends():
     speed = 20.0
-    change = lane_change(_straight(speed), speed, _stopped(70.0), -1, TIMES)   # to the left
-    pos, direction = left_lane(change, 50.0)
+    change = lane_change(_straight(speed), np.array([70.0, 0.0]), _stopped(70.0), -1, TIMES)   # to the left
+    pos, direction = vacated_lane(change, 50.0)
     assert pos == pytest.approx([50.0, 0.0], abs=0.2)        # within a lane's tolerance
     assert direction == pytest.approx([1.0, 0.0], abs=0.02)
-    assert left_lane(_straight(speed), 50.0) is None
+    assert vacated_lane(_straight(speed), 50.0) is None
+    # half-way through a change to the right: the lane left is 2 m to the left of the car
+    pos, _ = vacated_lane(_part_way(speed), 50.0)
+    assert pos == pytest.approx([50.0, -2.0], abs=0.2)
+
+
+def _part_way(speed: float) -> np.ndarray:
+    """A label that is half-way through a lane change to the right: 2 m still to go."""
+    label = _straight(speed).astype(np.float64)
+    tau = np.clip(0.5 + TIMES / 3.0, 0, 1)
+    label[:, 1] = LANE_WIDTH_M * (tau**3 * (10 - 15 * tau + 6 * tau**2) - 0.5)
+    return label.astype(np.float32)
 
 
 def _highway_batch(speed: float = 22.0, n: int = 48):
@@ -150,7 +200,7 @@ def test_synthesize_drives_round_stopped_things_where_a_lane_is_free_and_brakes_
 def test_a_driver_changing_lane_gets_a_stopped_thing_in_the_lane_left_and_keeps_the_label():
     geo = _geo()
     speed, n = 20.0, 32
-    change = lane_change(_straight(speed), speed, _stopped(70.0), 1, TIMES)
+    change = _part_way(speed)
     batch = {"frames": np.full((n, 4, SIZE, SIZE, 4), 100, np.uint8),
              "speed": np.full(n, speed, np.float32), "trajectory": np.repeat(change[None], n, 0),
              "controls": np.zeros((n, 2), np.float32)}
@@ -160,11 +210,29 @@ def test_a_driver_changing_lane_gets_a_stopped_thing_in_the_lane_left_and_keeps_
     behind = got["left_behind"]
     assert behind.sum() >= 5
     assert np.allclose(batch["trajectory"][behind], change)
-    # the thing is drawn in the lane left, behind the label's end: object-channel mass left of it
-    field = batch["frames"][behind, -1, ..., 3].astype(float)
-    cols = np.arange(SIZE) + 0.5 - SIZE / 2
-    mass = field.sum(axis=(0, 1))
-    assert (mass * cols).sum() / mass.sum() < 0
+    for i in np.flatnonzero(behind):      # in the lane left, 2 m to the left, and passed clear
+        ahead, right = _drawn_at(batch["frames"][i], geo)
+        assert right == pytest.approx(-2.0, abs=0.5)
+        assert clears(change, np.array([ahead, right]), _stopped(ahead))
+
+
+def test_samples_that_get_no_lane_change_are_pasted_as_without_lane_changes():
+    geo = _geo()
+    on, off = _highway_batch(), _highway_batch()
+    got = synthesize(on, np.ones(48, bool), 1.0, np.random.default_rng(5), geo, lane_changes=True)
+    synthesize(off, np.ones(48, bool), 1.0, np.random.default_rng(5), geo)
+    same = ~got["lane_change"] & ~got["left_behind"]
+    assert got["lane_change"].any() and same.any()
+    for key in ("frames", "trajectory", "controls"):
+        assert np.array_equal(on[key][same], off[key][same])
+    assert np.array_equal(on["frames"][got["lane_change"]], off["frames"][got["lane_change"]])
+
+
+def test_lane_changes_need_the_object_channel_in_the_frames():
+    batch = _highway_batch()
+    batch["frames"] = batch["frames"][..., :3].copy()
+    with pytest.raises(ValueError, match="object channel"):
+        synthesize(batch, np.ones(48, bool), 1.0, np.random.default_rng(0), _geo(), lane_changes=True)
 
 
 def test_lane_changes_need_pasted_things_and_the_object_channel():
@@ -177,3 +245,5 @@ def test_lane_changes_need_pasted_things_and_the_object_channel():
     for kw in ({"synthetic_share": 0.0, "model": with_channel}, {"synthetic_share": 0.5}):
         with pytest.raises(ValidationError, match="object_channel"):
             TrainConfig(synthetic_lane_changes=True, **kw)
+    with pytest.raises(ValidationError, match="hindsight"):
+        TrainConfig(synthetic_share=0.5, synthetic_lane_changes=True, model=with_channel, command="hindsight")

@@ -80,8 +80,8 @@ class TrainConfig(StageConfig):
                                       # pasted road user and a label that stops or follows
                                       # behind it where it is in the way and closing in
                                       # (train.synthesis); 0 = off
-    synthetic_lane_changes: bool = False  # a pasted thing that stands in the path of a car
-                                      # keeping its lane is driven round where the frames
+    synthetic_lane_changes: bool = False  # a pasted thing standing or slow in the path of a
+                                      # car keeping its lane is driven round where the frames
                                       # show a free lane beside it (train.synthesis); needs
                                       # synthetic_share > 0 and model.object_channel
     model: ModelSettings = ModelSettings()
@@ -121,6 +121,10 @@ class TrainConfig(StageConfig):
             raise PydanticCustomError(
                 "lane_changes_need_things", "synthetic_lane_changes needs synthetic_share > 0 "
                 "and model.object_channel = true (the object channel says whether a lane is free)")
+        if self.synthetic_lane_changes and self.command == "hindsight":
+            raise PydanticCustomError(
+                "lane_changes_hindsight", "synthetic_lane_changes needs command = \"route\": the "
+                "hindsight command is read from the label before a lane change is put into it")
         return self
 
     def policy_config(self):

@@ -78,7 +78,7 @@ class LoaderConfig:
                                   # get a pasted road user (opendojo.train.synthesis); 0 = none
     object_channel: bool = False  # frames carry the cost field as a 4th channel
                                   # (opendojo.train.inputs)
-    synthetic_lane_changes: bool = False  # things standing in the path are driven round
+    synthetic_lane_changes: bool = False  # standing or slow things in the path: driven round
                                   # where a lane beside is free (synthesis.synthesize)
 
 

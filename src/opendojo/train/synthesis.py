@@ -24,13 +24,13 @@ see what is ahead?"). This module makes such samples from any sample at speed:
 3. Some of the pasted things sit a lane to the side of the path instead, and some are
    cars ahead that drive no slower than the car; their labels are left as driven: a thing
    that is not in the way, or not closing in, is no reason to brake.
-4. With `lane_changes`, a thing in the path that is standing or slow (`SWERVE_SPEED`), on a sample that
+4. With `lane_changes`, a thing in the path that is standing or slow (`SWERVE_SPEED_SHARE`), on a sample that
    keeps its lane, is driven round instead where the frames show a free lane beside it
    (`lanes_beside`, `lane_free`) and there is time (`lane_change`): the label changes lane
    at the driven pace. A stopped car 40 m ahead at 25 m/s cannot be stopped for
    (`docs/driving.md`); the expert scores 0.68 on stopped things by changing lane, 0.33
    by stopping. Samples whose driver is changing lane get a stopped thing in the lane
-   being left, with the label as driven (`left_lane`, `clears`): what a car that has begun to
+   being left, with the label as driven (`vacated_lane`, `clears`): what a car that has begun to
    go round sees next.
 
 Only bird's-eye simulator clips get things (their camera's scale and ego row are known);
@@ -45,10 +45,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from highway_env.road.lane import AbstractLane
 from highway_env.vehicle.graphics import VehicleGraphics
 from highway_env.vehicle.kinematics import Vehicle
 from highway_env.vehicle.objects import Obstacle
 
+from opendojo.engine.quality import object_mask
 from opendojo.train.occupancy import (BIRDS_EYE_SOURCES, EGO_HALF_LENGTH_M, EGO_HALF_WIDTH_M, MARGIN_M,
                                       camera_geometry)
 
@@ -67,16 +69,18 @@ MOVING_MAX = 1.2             # moving cars drive at up to this times the ego's s
                              # such samples a network braked behind every car it saw
 MIN_SPEED = 3.0              # m/s: slower samples get no thing (their path says no direction)
 SUPERSAMPLE = 8              # sub-pixels per pixel side for the area coverage
-LANE_WIDTH_M = 4.0           # highway-env's lane width (AbstractLane.DEFAULT_WIDTH)
+LANE_WIDTH_M = float(AbstractLane.DEFAULT_WIDTH)   # highway-env's lane width (4 m)
 LANE_CHANGE_S = 3.0          # how long a synthesised lane change takes, where there is time
 MIN_LANE_CHANGE_S = 1.8      # the quickest one (peak lateral acceleration ~7 m/s^2)
-SWERVE_SPEED = 0.3           # things slower than this share of the car's speed are driven
+SWERVE_SPEED_SHARE = 0.3     # things slower than this share of the car's speed are driven
                              # round where a lane is free; faster ones are followed
-CLEARANCE_M = 0.5            # sideways room left between the car and a thing it passes
+CLEARANCE_M = MARGIN_M       # sideways room left between the car and a thing it passes
 MARKING_CONTRAST = 30        # a lane marking column: brighter than the road by this (0..255)
 MARKING_ROWS = 0.6           # ... on at least this share of the rows ahead (straight road)
-BEHIND_M = 15.0              # how far behind the car a target lane must be free (the frame
-                             # shows ~11 m at the fleet camera)
+MARKING_SATURATION = 25      # white: no more saturated than this (cars are 30 and more)
+MARKING_MIN_SHARE = 0.15     # a column is part of a marking when this share of its rows is white
+BEHIND_M = 15.0              # how far behind the car a target lane must be free, where the
+                             # frame shows that far (the fleet camera shows ~11 m)
 AHEAD_M = 15.0               # and how far beyond the thing
 
 
@@ -288,12 +292,12 @@ def lane_markings(frame: np.ndarray, px_per_m: float, ego_row: float) -> np.ndar
     h, w = frame.shape[:2]
     ahead = frame[: max(int(ego_row * h), 1), :, :3].astype(np.float32)
     grey = ahead.mean(-1)
-    white = ((ahead.max(-1) - ahead.min(-1)) < 25) & (grey - np.median(grey) > MARKING_CONTRAST)
+    white = ~object_mask(ahead, MARKING_SATURATION) & (grey - np.median(grey) > MARKING_CONTRAST)
     share = white.mean(0)
     out, c = [], 0
     while c < w:
         run = c
-        while run < w and share[run] > 0.15:
+        while run < w and share[run] > MARKING_MIN_SHARE:
             run += 1
         cols = np.arange(c, run)
         if 0 < len(cols) <= 3 and white[:, cols].any(1).mean() >= MARKING_ROWS:
@@ -333,13 +337,13 @@ def _min_jerk(tau: np.ndarray) -> np.ndarray:
     return tau**3 * (10 - 15 * tau + 6 * tau**2)
 
 
-def lane_change(traj: np.ndarray, speed: float, thing: Thing, side: int, times: np.ndarray) -> np.ndarray | None:
+def lane_change(traj: np.ndarray, pos: np.ndarray, thing: Thing, side: int, times: np.ndarray) -> np.ndarray | None:
     """The label [W, 2] moved one lane to `side` (-1 left, +1 right) by a minimum-jerk lane
     change that starts now, at the driven pace: LANE_CHANGE_S long, or as much shorter as
     it takes for the label's path (its waypoints joined, as the controller follows them)
-    to pass the thing straight ahead in the path (`clears`); None where that would take
-    less than MIN_LANE_CHANGE_S."""
-    pos = np.array([thing.distance_m, 0.0])
+    to pass the thing at `pos` (m ahead, m right: where `draw_thing` put it) with
+    CLEARANCE_M to spare (`clears`); None where that would take less than
+    MIN_LANE_CHANGE_S."""
     for duration in np.arange(LANE_CHANGE_S, MIN_LANE_CHANGE_S - 1e-9, -0.1):
         out = traj.astype(np.float64).copy()
         out[:, 1] += side * LANE_WIDTH_M * _min_jerk(times / duration)
@@ -353,7 +357,7 @@ def keeps_lane(traj: np.ndarray) -> bool:
     return bool(np.abs(traj[:, 1]).max() < 1.0)
 
 
-def left_lane(traj: np.ndarray, distance_m: float) -> tuple[np.ndarray, np.ndarray] | None:
+def vacated_lane(traj: np.ndarray, distance_m: float) -> tuple[np.ndarray, np.ndarray] | None:
     """For a label that ends a lane change (its end at least a metre to one side and
     heading along the lane again), the point `distance_m` ahead on the centre of the lane
     it left, and the lane's direction: one lane back across from the straight line
@@ -401,6 +405,9 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
     which got a stopped thing in the lane their driver was leaving (bool [B] each; the last
     two only with `lane_changes`)."""
     b, _, h = batch["frames"].shape[:3]
+    if lane_changes and batch["frames"].shape[-1] != 4:
+        raise ValueError("lane changes need frames with the object channel: it says whether "
+                         "the lane beside is free")
     reach = geo.ego_row * h / geo.px_per_m
     out = {k: np.zeros(b, bool) for k in ("pasted", "in_path", "braked", "lane_change", "left_behind")}
     for i in np.flatnonzero(eligible & (batch["speed"] >= MIN_SPEED) & (rng.random(b) < share)):
@@ -409,7 +416,7 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
         label = batch["trajectory"][i]
         out["pasted"][i] = True
         if lane_changes and thing.side_m == 0.0 and not keeps_lane(label):
-            left = left_lane(label, thing.distance_m)
+            left = vacated_lane(label, thing.distance_m)
             stopped = Thing(thing.distance_m, 0.0, 0.0, thing.size_m, COLOURS[0])
             if left is not None and clears(label, left[0], stopped):
                 batch["frames"][i] = draw_at(batch["frames"][i], *left, v, stopped, geo)
@@ -419,8 +426,8 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
         if thing.side_m != 0.0:
             continue
         out["in_path"][i] = True
-        if lane_changes and thing.speed < SWERVE_SPEED * v and keeps_lane(label):
-            around = _round(batch["frames"][i, -1], label, v, thing, geo)
+        if lane_changes and thing.speed < SWERVE_SPEED_SHARE * v and keeps_lane(label):
+            around = _drive_round(batch["frames"][i, -1], label, thing, geo)
             if around is not None:
                 batch["trajectory"][i] = around
                 out["lane_change"][i] = True
@@ -433,16 +440,15 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
     return out
 
 
-def _round(newest: np.ndarray, label: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> np.ndarray | None:
-    """The label changed into a lane beside the car that the newest frame [H, W, C] shows
-    marked and, with an object channel, free up to AHEAD_M beyond the thing (left before
-    right); None where there is none or no time (`lane_change`)."""
+def _drive_round(newest: np.ndarray, label: np.ndarray, thing: Thing, geo: Geometry) -> np.ndarray | None:
+    """The label changed into a lane beside the car that the newest frame [H, W, 4] shows
+    marked and its object channel free up to AHEAD_M beyond the thing (left before right);
+    None where there is none or no time (`lane_change`)."""
+    pts, arc = path_arc(label.astype(np.float64))
+    (pos,), _ = along(pts, arc, [thing.distance_m])       # where draw_thing put it
     left, right = lanes_beside(lane_markings(newest, geo.px_per_m, geo.ego_row))
     for side, marked in ((-1, left), (1, right)):
-        if not marked:
-            continue
-        if newest.shape[-1] == 4 and not lane_free(newest[..., 3], geo.px_per_m, geo.ego_row,
-                                                   side * LANE_WIDTH_M, thing.distance_m + AHEAD_M):
-            continue
-        return lane_change(label, speed, thing, side, geo.times)
+        if marked and lane_free(newest[..., 3], geo.px_per_m, geo.ego_row, side * LANE_WIDTH_M,
+                                thing.distance_m + AHEAD_M):
+            return lane_change(label, pos, thing, side, geo.times)
     return None
