@@ -89,9 +89,7 @@ def diagnosis_args(description: str, argv=None, add_flags=None):
     """Flags and set-up of a diagnosis that drives one checkpoint on one suite: `--checkpoint`,
     `--suite`, `--episodes-per-item`, `--workers`, plus what `add_flags(parser)` adds.
     Returns (args, the checkpoint file, the suite's items)."""
-    from opendojo.errors import DojoError
     from opendojo.evaluate.closed_loop import SUITES, suite
-    from opendojo.train.checkpoint import resolve
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--checkpoint", default="runs/demo/train", help="run dir or step file")
@@ -103,11 +101,26 @@ def diagnosis_args(description: str, argv=None, add_flags=None):
     a = ap.parse_args(argv)
     os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return a, resolve_checkpoint(a.checkpoint), suite(a.episodes_per_item, seed_offset=SUITES[a.suite])
+
+
+def resolve_checkpoint(path: str) -> str:
+    """The checkpoint file of a run dir or step file, or exit saying how to get one."""
+    from opendojo.errors import DojoError
+    from opendojo.train.checkpoint import resolve
+
     try:
-        checkpoint = str(resolve(a.checkpoint))
+        return str(resolve(path))
     except DojoError as e:
         raise SystemExit(f"{e} (train one with `make demo`, or pass --checkpoint)") from None
-    return a, checkpoint, suite(a.episodes_per_item, seed_offset=SUITES[a.suite])
+
+
+def group_summary(episodes: list[dict]) -> dict:
+    """Episodes, collisions and mean driving score of a group of closed-loop episodes."""
+    import numpy as np
+
+    return {"episodes": len(episodes), "collisions": sum(1 for e in episodes if e["collision"]),
+            "score": round(float(np.mean([e["score"] for e in episodes])), 4)}
 
 
 def diagnosis_header(a, checkpoint: str, items, t0: float) -> dict:

@@ -141,8 +141,7 @@ def split(episodes: list[dict]) -> dict:
     out = {}
     for name, keep in (("stopped_things", True), ("rest", False)):
         g = [e for e in episodes if (e["rare_event"] in _pool.STOPPED_THINGS) == keep]
-        out[name] = {"episodes": len(g), "score": round(float(np.mean([e["score"] for e in g])), 4),
-                     "collisions": sum(1 for e in g if e["collision"]),
+        out[name] = {**_pool.group_summary(g),
                      "route_completion": round(float(np.mean([e["route_completion"] for e in g])), 4)}
     return out
 

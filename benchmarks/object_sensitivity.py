@@ -121,8 +121,7 @@ def summarize_arm(results: list[dict], arm: str) -> dict:
     """What the erased road users changed in the plans, over the steps where one was ahead."""
     recs = [r for res in results for r in res["records"]]
     eps = [res["episode"] for res in results]
-    out = {"episodes": len(eps), "collisions": sum(1 for e in eps if e["collision"]),
-           "score": round(float(np.mean([e["score"] for e in eps])), 4), "steps_counted": len(recs)}
+    out = {**_pool.group_summary(eps), "steps_counted": len(recs)}
     if not recs:
         return out
     shorter = np.array([r["shorter_m"] for r in recs])

@@ -62,19 +62,16 @@ def main(argv=None) -> dict:
 
     import torch
 
+    import _pool
     import opendojo.train.synthesis as synthesis
-    from opendojo.errors import DojoError
     from opendojo.evaluate.closed_loop import load_network
-    from opendojo.train.checkpoint import read_meta, resolve
+    from opendojo.train.checkpoint import read_meta
     from opendojo.train.config import TrainConfig
     from opendojo.train.trainer import label_spec, make_loader
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    try:
-        checkpoint = str(resolve(a.checkpoint))
-    except DojoError as e:
-        raise SystemExit(f"{e} (train one with `make demo`, or pass --checkpoint)") from None
+    checkpoint = _pool.resolve_checkpoint(a.checkpoint)
     trained = read_meta(checkpoint)["train"]
     if a.scale_things != 1.0:
         synthesis.SIZES_M = tuple((l * a.scale_things, w * a.scale_things) for l, w in synthesis.SIZES_M)
@@ -93,7 +90,7 @@ def main(argv=None) -> dict:
                          "video: things are pasted only into those")
     geometry = synthesis.clips_geometry(rows, cfg.model.image_size, cfg.model.frame_stride,
                                         label_spec(cfg).times)
-    net = load_network(checkpoint).eval()
+    net = load_network(checkpoint)
     lane_changes = trained.get("synthetic_lane_changes", False) if a.lane_changes is None else a.lane_changes
     if lane_changes and not cfg.model.object_channel:
         raise SystemExit("--lane-changes needs a network with the object channel "

@@ -2,31 +2,26 @@
 the frames show beside the car, whether one is free, and labels that change lane round the
 thing instead of braking for it."""
 
+import functools
+
 import numpy as np
 import pytest
 
-from opendojo.train.occupancy import camera_geometry
 from opendojo.train.synthesis import (COLOURS, LANE_WIDTH_M, MIN_LANE_CHANGE_S, SIZES_M, Geometry, Thing,
-                                      clears, draw_field, draw_thing, lane_change, lane_free,
+                                      _min_jerk, clears, draw_field, draw_thing, lane_change, lane_free,
                                       lane_markings, lanes_beside, synthesize, vacated_lane)
+from synthutil import TIMES, centroid, geo
+from synthutil import car as _stopped
+from synthutil import straight as _straight
 
 SIZE = 64
-TIMES = np.arange(1, 7) * 0.5
 
 
 def _geo() -> Geometry:
-    ppm, ego_row = camera_geometry(128, SIZE)
-    return Geometry(ppm, ego_row, 0.1, TIMES)
+    return geo(SIZE)
 
 
-def _straight(speed: float) -> np.ndarray:
-    return np.stack([speed * TIMES, np.zeros_like(TIMES)], -1).astype(np.float32)
-
-
-def _stopped(distance: float) -> Thing:
-    return Thing(distance_m=distance, side_m=0.0, speed=0.0, size_m=SIZES_M[0], colour=COLOURS[0])
-
-
+@functools.lru_cache(maxsize=None)
 def _camera_frame(scenario: str, seed: int):
     """The network's 64 px input of a simulator start, and (lane index, lanes) from the
     simulator's truth, which only this test reads."""
@@ -102,9 +97,7 @@ def test_a_thing_too_near_to_drive_round_gets_no_lane_change_and_a_nearer_one_a_
 
 def _drawn_at(frames: np.ndarray, geo: Geometry) -> np.ndarray:
     """(m ahead, m right) of the centroid of what the object channel of the newest frame holds."""
-    field = frames[-1, ..., 3].astype(float)
-    r, c = np.indices(field.shape) + 0.5
-    row, col = (r * field).sum() / field.sum(), (c * field).sum() / field.sum()
+    row, col = centroid(frames[-1, ..., 3].astype(float)) + 0.5
     return np.array([(geo.ego_row * SIZE - row) / geo.px_per_m, (col - SIZE / 2) / geo.px_per_m])
 
 
@@ -153,10 +146,9 @@ def test_the_lane_a_driver_leaves_is_one_lane_back_across_from_where_the_label_e
 
 def _part_way(speed: float) -> np.ndarray:
     """A label that is half-way through a lane change to the right: 2 m still to go."""
-    label = _straight(speed).astype(np.float64)
-    tau = np.clip(0.5 + TIMES / 3.0, 0, 1)
-    label[:, 1] = LANE_WIDTH_M * (tau**3 * (10 - 15 * tau + 6 * tau**2) - 0.5)
-    return label.astype(np.float32)
+    label = _straight(speed)
+    label[:, 1] = LANE_WIDTH_M * (_min_jerk(0.5 + TIMES / 3.0) - 0.5)
+    return label
 
 
 def _highway_batch(speed: float = 22.0, n: int = 48):

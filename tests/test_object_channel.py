@@ -2,6 +2,8 @@
 makes it from the camera frame as training makes it from the clip; a pasted thing goes into
 it where the frame's own cost field would put a real one; the loader's batches carry it."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +12,9 @@ from opendojo.label.hindsight import LabelSpec
 from opendojo.train.inputs import input_frames
 from opendojo.train.model import PolicyConfig, PolicyNet
 from opendojo.train.occupancy import camera_geometry, cost_field
-from opendojo.train.synthesis import (COLOURS, SIZES_M, Geometry, Thing, draw_box, draw_field,
-                                      draw_thing)
+from opendojo.train.synthesis import COLOURS, SIZES_M, draw_box, draw_field, draw_thing
+from synthutil import car, centroid, straight
+from synthutil import geo as camera
 
 FULL, SIZE = 128, 64
 CARS = ((25.0, 0.0), (40.0, 4.0))          # (metres ahead, metres to the right)
@@ -27,11 +30,6 @@ def _full_frame_with_cars() -> np.ndarray:
     return np.round(frame).astype(np.uint8)
 
 
-def _centroid(img: np.ndarray) -> np.ndarray:
-    r, c = np.indices(img.shape)
-    return np.array([(r * img).sum(), (c * img).sum()]) / img.sum()
-
-
 def test_a_pasted_car_lands_in_the_object_channel_where_the_frames_own_field_puts_a_real_one():
     real = cost_field(_full_frame_with_cars()[None], SIZE, *camera_geometry(FULL, FULL))[0].astype(float)
     ppm, ego_row = camera_geometry(FULL, SIZE)
@@ -43,17 +41,14 @@ def test_a_pasted_car_lands_in_the_object_channel_where_the_frames_own_field_put
     for rows in (slice(0, 32), slice(32, SIZE)):             # the far car, then the near one
         a, b = real[rows], pasted[rows]
         assert b.sum() == pytest.approx(a.sum(), rel=0.2)
-        np.testing.assert_allclose(_centroid(b), _centroid(a), atol=0.75)
+        np.testing.assert_allclose(centroid(b), centroid(a), atol=0.75)
         lo, hi = np.argwhere(a > 0.25 * a.max()), np.argwhere(b > 0.25 * b.max())
         np.testing.assert_allclose(hi.min(0), lo.min(0), atol=1)
         np.testing.assert_allclose(hi.max(0), lo.max(0), atol=1)
 
 
 def test_draw_thing_draws_into_the_object_channel_only_with_four_channels():
-    ppm, ego_row = camera_geometry(FULL, SIZE)
-    geo = Geometry(ppm, ego_row, 0.1, np.arange(1, 7) * 0.5)
-    traj = np.stack([20.0 * geo.times, np.zeros(6)], -1).astype(np.float32)
-    thing = Thing(distance_m=30.0, side_m=0.0, speed=0.0, size_m=SIZES_M[0], colour=COLOURS[0])
+    geo, traj, thing = camera(SIZE), straight(20.0), car(30.0)
     rgb = np.full((2, SIZE, SIZE, 3), 100, np.uint8)
     four = np.concatenate([rgb, np.zeros((2, SIZE, SIZE, 1), np.uint8)], -1)
     out3, out4 = draw_thing(rgb, traj, 20.0, thing, geo), draw_thing(four, traj, 20.0, thing, geo)
@@ -63,7 +58,7 @@ def test_draw_thing_draws_into_the_object_channel_only_with_four_channels():
     for k in range(2):
         painted = (out3[k] != 100).any(-1)
         assert field[k][painted].mean() > 3 * field[k][~painted].mean()
-    assert _centroid(field[0])[0] == pytest.approx(_centroid(field[1])[0] - 2.0 * ppm, abs=0.3)
+    assert centroid(field[0])[0] == pytest.approx(centroid(field[1])[0] - 2.0 * geo.px_per_m, abs=0.3)
 
 
 def test_the_network_driver_feeds_the_object_channel_of_the_camera_frame():
@@ -113,7 +108,7 @@ def test_the_loader_carries_the_clips_cost_field_and_pastes_things_into_it(tmp_p
         (row["n_frames"], size, size)).astype(np.uint8))
     cfg = LoaderConfig(batch_size=8, frames=2, image_size=16, workers=0)
     plain = next(iter(TrainLoader(store, ids, LabelSpec(), cfg)))
-    loader = TrainLoader(store, ids, LabelSpec(), LoaderConfig(**{**cfg.__dict__, "object_channel": True}))
+    loader = TrainLoader(store, ids, LabelSpec(), replace(cfg, object_channel=True))
     batch = next(iter(loader))
     assert batch["frames"].shape == (*plain["frames"].shape[:4], 4)
     torch.testing.assert_close(batch["frames"][..., :3], plain["frames"])
@@ -121,7 +116,7 @@ def test_the_loader_carries_the_clips_cost_field_and_pastes_things_into_it(tmp_p
     for (k, f), got in zip(batches[0], batch["frames"][..., 3]):
         want = (ids.index(clips[k]) * 60 + history_indices(f, 2, 1)) // 2
         np.testing.assert_array_equal(got[:, 0, 0].numpy(), want)
-    pasting = LoaderConfig(**{**cfg.__dict__, "object_channel": True, "synthetic_share": 1.0})
+    pasting = replace(cfg, object_channel=True, synthetic_share=1.0)
     pasted = next(iter(TrainLoader(store, ids, LabelSpec(), pasting)))
     grew = pasted["frames"][..., 3].int() - batch["frames"][..., 3].int()
     assert (grew >= 0).all()                       # things are added, nothing is erased

@@ -3,32 +3,20 @@ says and the data engine's video headway reads it there; the cut label stops or 
 behind it on the driven path; things beside the path leave the label alone; the loader
 pastes the same things into the same batch."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from opendojo.engine.quality import QualityConfig, gap_ahead
 from opendojo.label.hindsight import LabelSpec
-from opendojo.train.occupancy import camera_geometry
-from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, MAX_DECEL, Geometry,
-                                      Thing, braking_arc, draw_thing, path_arc, stop_behind,
-                                      synthesize)
-
-TIMES = np.arange(1, 7) * 0.5
-YELLOW = np.array((200, 200, 0), np.float32)
-
-
-def _geo(size: int = 128) -> Geometry:
-    ppm, ego_row = camera_geometry(128, size)
-    return Geometry(ppm, ego_row, 0.1, TIMES)
-
-
-def _straight(speed: float) -> np.ndarray:
-    return np.stack([speed * TIMES, np.zeros_like(TIMES)], -1).astype(np.float32)
-
-
-def _car(distance: float, speed: float = 0.0, side: float = 0.0) -> Thing:
-    return Thing(distance_m=distance, side_m=side, speed=speed, size_m=(5.0, 2.0), colour=YELLOW)
+from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, MAX_DECEL, braking_arc,
+                                      draw_thing, path_arc, stop_behind, synthesize)
+from synthutil import TIMES
+from synthutil import car as _car
+from synthutil import geo as _geo
+from synthutil import straight as _straight
 
 
 @pytest.mark.parametrize("distance", [20.0, 45.0])
@@ -134,7 +122,7 @@ def test_the_loader_pastes_the_same_things_into_the_same_batch(tmp_path):
     ids = sorted(store.clip_ids())
     cfg = LoaderConfig(batch_size=8, frames=2, image_size=16, workers=0)
     plain = TrainLoader(store, ids, LabelSpec(), cfg)
-    pasting = LoaderConfig(**{**cfg.__dict__, "synthetic_share": 1.0})
+    pasting = replace(cfg, synthetic_share=1.0)
     fresh = iter(TrainLoader(store, ids, LabelSpec(), pasting))
     first, second = next(fresh), next(fresh)
     ref = next(iter(plain))

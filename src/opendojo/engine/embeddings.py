@@ -170,10 +170,13 @@ def run_embed(store, checkpoint: str | Path | None = None, clip_ids: Iterable[st
     if not force and not replace:
         done = tables.done_ids(store, tables.EMBEDDINGS, code_version())
         ids = [i for i in ids if i not in done]
+    catalog = {r["clip_id"]: r for r in store.catalog().to_pylist()} if ids else {}
     rows = []
     for k, cid in enumerate(ids, 1):
-        field = None if emb.model is None else clip_field(store, cid, emb.model.config)
-        rows.append(embedding_row(cid, store.read_frames(cid), emb, field))
+        row = catalog.get(cid) or store.row(cid)
+        frames = store.read_frames(cid, row=row)
+        field = None if emb.model is None else clip_field(store, cid, emb.model.config, row, frames)
+        rows.append(embedding_row(cid, frames, emb, field))
         if progress:
             progress(k, len(ids))
     table = pa.Table.from_pylist(rows, schema=schema(emb.dim))

@@ -115,11 +115,14 @@ def run_shadow(store, checkpoint: str | Path, clip_ids: Iterable[str] | None = N
         done = tables.done_ids(store, tables.SHADOW, code_version(),
                                extra=f"mode = 'offline' AND checkpoint = '{esc}'")
         ids = [i for i in ids if i not in done]
+    catalog = {r["clip_id"]: r for r in store.catalog().to_pylist()} if ids else {}
     rows = []
     for k, cid in enumerate(ids, 1):
         tel = tables.telemetry_arrays(store.telemetry(cid))
-        rows.append(shadow_row(cid, model, ckpt, store.read_frames(cid), tel, every,
-                               clip_field(store, cid, model.config)))
+        row = catalog.get(cid) or store.row(cid)
+        frames = store.read_frames(cid, row=row)
+        rows.append(shadow_row(cid, model, ckpt, frames, tel, every,
+                               clip_field(store, cid, model.config, row, frames)))
         if progress:
             progress(k, len(ids))
     table = pa.Table.from_pylist(rows, schema=SHADOW_SCHEMA)

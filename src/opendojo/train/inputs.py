@@ -41,14 +41,16 @@ def input_frames(frames: np.ndarray, cfg, field: np.ndarray | None = None) -> np
     return with_object_channel(small, field)
 
 
-def clip_field(store, clip_id: str, cfg, row: dict | None = None) -> np.ndarray | None:
+def clip_field(store, clip_id: str, cfg, row: dict | None = None,
+               frames: np.ndarray | None = None) -> np.ndarray | None:
     """A stored clip's object channel for `cfg` (its cached cost field), None when `cfg` has
-    none; `row` is the clip's catalog row where the caller has it."""
+    none; `row` is the clip's catalog row and `frames` its decoded frames where the caller
+    has them (`occupancy.clip_cost_field`)."""
     if not cfg.object_channel:
         return None
     from opendojo.train.occupancy import clip_cost_field
 
-    return clip_cost_field(store, row or store.row(clip_id), cfg.image_size)
+    return clip_cost_field(store, row or store.row(clip_id), cfg.image_size, frames)
 
 
 def with_object_channel(small: np.ndarray, field: np.ndarray) -> np.ndarray:

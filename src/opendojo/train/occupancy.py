@@ -85,9 +85,10 @@ def cost_field(frames: np.ndarray, size: int, px_per_m: float, ego_row: float) -
     return np.round(pooled.numpy() * 255).astype(np.uint8)
 
 
-def clip_cost_field(store, row: dict, size: int) -> np.ndarray:
+def clip_cost_field(store, row: dict, size: int, frames: np.ndarray | None = None) -> np.ndarray:
     """uint8 [N, size, size] for a catalog row's clip (cached; all 0 for clips that are not
-    bird's-eye simulator video)."""
+    bird's-eye simulator video). `frames`: the clip's decoded frames where the caller has
+    them, so that a field not cached yet does not decode the clip a second time."""
     from opendojo.clips.frame_cache import cache_dir, cached_array
 
     n = int(row["n_frames"])
@@ -96,7 +97,8 @@ def clip_cost_field(store, row: dict, size: int) -> np.ndarray:
 
     def compute():
         ppm, ego_row = camera_geometry(row["width"], row["width"])
-        return cost_field(store.read_frames(row["clip_id"], row=row), size, ppm, ego_row)
+        decoded = store.read_frames(row["clip_id"], row=row) if frames is None else frames
+        return cost_field(decoded, size, ppm, ego_row)
 
     return cached_array(cache_dir(store, size, COST_FIELD_CACHE) / f"{row['clip_id']}.npy", compute)
 

@@ -45,6 +45,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from highway_env.road.lane import AbstractLane
 from highway_env.vehicle.graphics import VehicleGraphics
 from highway_env.vehicle.kinematics import Vehicle
@@ -232,14 +233,19 @@ class Thing:
     colour: np.ndarray
 
 
-def draw_thing(frames: np.ndarray, traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> np.ndarray:
-    """The sample's history frames uint8 [T, H, W, C] (oldest first, newest last) with the
-    thing drawn where it was in each: in the newest, `distance_m` along the driven path
-    (`side_m` to its right); in older frames moved by the closing speed (`draw_at`)."""
+def placed(traj: np.ndarray, thing: Thing) -> tuple[np.ndarray, np.ndarray]:
+    """Where a thing goes for a label [W, 2]: `distance_m` along the driven path and
+    `side_m` to its right (m ahead, m right), and the path's direction there."""
     pts, arc = path_arc(traj.astype(np.float64))
     (pos,), (direction,) = along(pts, arc, [thing.distance_m])
-    return draw_at(frames, pos + thing.side_m * np.array([-direction[1], direction[0]]), direction,
-                   speed, thing, geo)
+    return pos + thing.side_m * np.array([-direction[1], direction[0]]), direction
+
+
+def draw_thing(frames: np.ndarray, traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> np.ndarray:
+    """The sample's history frames uint8 [T, H, W, C] (oldest first, newest last) with the
+    thing drawn where it was in each: in the newest where `placed` puts it; in older frames
+    moved by the closing speed (`draw_at`)."""
+    return draw_at(frames, *placed(traj, thing), speed, thing, geo)
 
 
 def draw_at(frames: np.ndarray, pos: np.ndarray, direction: np.ndarray, speed: float, thing: Thing,
@@ -294,15 +300,12 @@ def lane_markings(frame: np.ndarray, px_per_m: float, ego_row: float) -> np.ndar
     grey = ahead.mean(-1)
     white = ~object_mask(ahead, MARKING_SATURATION) & (grey - np.median(grey) > MARKING_CONTRAST)
     share = white.mean(0)
-    out, c = [], 0
-    while c < w:
-        run = c
-        while run < w and share[run] > MARKING_MIN_SHARE:
-            run += 1
-        cols = np.arange(c, run)
-        if 0 < len(cols) <= 3 and white[:, cols].any(1).mean() >= MARKING_ROWS:
+    runs, _ = ndimage.label(share > MARKING_MIN_SHARE)       # runs of consecutive columns
+    out = []
+    for (run,) in ndimage.find_objects(runs):
+        cols = np.arange(run.start, run.stop)
+        if len(cols) <= 3 and white[:, cols].any(1).mean() >= MARKING_ROWS:
             out.append((float((share[cols] * (cols + 0.5)).sum() / share[cols].sum()) - w / 2) / px_per_m)
-        c = max(run, c + 1)
     return np.asarray(out)
 
 
@@ -416,10 +419,10 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
         label = batch["trajectory"][i]
         out["pasted"][i] = True
         if lane_changes and thing.side_m == 0.0 and not keeps_lane(label):
-            left = vacated_lane(label, thing.distance_m)
+            vacated = vacated_lane(label, thing.distance_m)
             stopped = Thing(thing.distance_m, 0.0, 0.0, thing.size_m, COLOURS[0])
-            if left is not None and clears(label, left[0], stopped):
-                batch["frames"][i] = draw_at(batch["frames"][i], *left, v, stopped, geo)
+            if vacated is not None and clears(label, vacated[0], stopped):
+                batch["frames"][i] = draw_at(batch["frames"][i], *vacated, v, stopped, geo)
                 out["left_behind"][i] = True
                 continue
         batch["frames"][i] = draw_thing(batch["frames"][i], label, v, thing, geo)
@@ -444,8 +447,7 @@ def _drive_round(newest: np.ndarray, label: np.ndarray, thing: Thing, geo: Geome
     """The label changed into a lane beside the car that the newest frame [H, W, 4] shows
     marked and its object channel free up to AHEAD_M beyond the thing (left before right);
     None where there is none or no time (`lane_change`)."""
-    pts, arc = path_arc(label.astype(np.float64))
-    (pos,), _ = along(pts, arc, [thing.distance_m])       # where draw_thing put it
+    pos, _ = placed(label, thing)
     left, right = lanes_beside(lane_markings(newest, geo.px_per_m, geo.ego_row))
     for side, marked in ((-1, left), (1, right)):
         if marked and lane_free(newest[..., 3], geo.px_per_m, geo.ego_row, side * LANE_WIDTH_M,
