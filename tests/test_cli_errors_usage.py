@@ -1,6 +1,7 @@
 """User errors from an audit, fourth round: Click's usage errors (a bad, missing or unknown
 flag or argument, and `typer.BadParameter`) are one `error:` line with exit code 2, not a
-boxed panel, while --help and Ctrl-C behave as before; a catalog filter Lance cannot parse
+boxed panel (a value out of its range is the command's ConfigError, exit 1, like every
+other bad value), while --help and Ctrl-C behave as before; a catalog filter Lance cannot parse
 is one line without Lance's Rust source paths, for every command that filters; `dojo train`
 saves its store absolute so that a run resumes from any working directory; and a loop
 refuses a demo's run directory."""
@@ -34,23 +35,24 @@ def test_a_usage_error_is_one_line_with_exit_code_2(args, words, tmp_path, capsy
     assert _tree(tmp_path) == []
 
 
-def test_bad_parameters_raised_inside_commands_are_one_line_too(tmp_path, capsys, monkeypatch):
-    """A typer.BadParameter (`ingest --size 3`) and a bound declared to Typer (`engine shadow
-    --every 0`) are UsageErrors: one line, exit 2."""
-    from clipfactory import write_mp4_csv
-
-    video = write_mp4_csv(tmp_path / "in", "a", n=10)
-    before = _tree(tmp_path)
-    code, _, err = _dojo(capsys, monkeypatch, "ingest", video, "--size", "3", "--store", tmp_path / "s")
-    _one_line_error(code, err, "Invalid value for '--size': must be a positive even number",
-                    "(see dojo ingest --help)",
-                    exit_code=2)
-    code, _, err = _dojo(capsys, monkeypatch, "engine", "shadow", "--every", "0",
-                         "--checkpoint", tmp_path / "none", "--store", tmp_path / "s")
-    _one_line_error(code, err, "Invalid value for '--every': Input should be greater than or equal to 1",
-                    "(see dojo engine shadow --help)",
-                    exit_code=2)
-    assert _tree(tmp_path) == before
+@pytest.mark.parametrize("args, words", [
+    (["ingest", "in.mp4", "--size", "3"], ["--size must be a positive even number", "not 3"]),
+    (["ingest", "in.mp4", "--fps", "0"], ["--fps must be positive", "not 0"]),
+    (["engine", "shadow", "-c", "none", "--every", "0"], ["--every must be at least 1", "not 0"]),
+    (["engine", "fleet-drive", "-c", "none", "--rare-event-rate", "2"],
+     ["--rare-event-rate must be between 0 and 1", "not 2"]),
+    (["curate", "--name", "x", "--coverage", "-0.5"], ["--coverage must be between 0 and 1"]),
+    (["curate", "--name", "x", "--drop-worst", "0.995"], ["--drop-worst must be between 0 and 0.99"]),
+])
+def test_a_flag_value_out_of_its_range_is_one_line_with_exit_code_1(args, words, tmp_path, capsys,
+                                                                     monkeypatch):
+    """A value Click parses but the command refuses (`ingest --size 3`, `engine shadow
+    --every 0`) is a ConfigError like every other bad value (`--episodes 0`, `train --steps
+    0`): one line, exit 1, checked before any store is opened or made."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _dojo(capsys, monkeypatch, *args, "--store", tmp_path / "s")
+    _one_line_error(code, err, *words, exit_code=1)
+    assert _tree(tmp_path) == []
 
 
 @pytest.mark.parametrize("args, words", [

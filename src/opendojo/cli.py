@@ -2,8 +2,10 @@
 
 Each stage's commands live beside the stage (`opendojo/<area>/cli.py`) as thin shells over
 stage functions; they import heavy libraries (torch, highway-env) inside the command so
-that `dojo --help` stays fast. A `DojoError` is printed as one line and exits with code 1;
-a usage error Click finds (a bad or missing flag or argument) is one line too, exit code 2.
+that `dojo --help` stays fast. A `DojoError` is printed as one line and exits with code 1,
+and so does a flag value out of its range (a command checks it and raises `ConfigError`);
+a command line Click cannot parse (an unknown or missing flag or argument, `--steps abc`)
+is one line too, exit code 2.
 """
 
 from __future__ import annotations
@@ -82,14 +84,21 @@ def loop_cmd(
                          seed=seed, budget=budget))
 
 
-def _usage_errors():
-    """Click's ClickException and UsageError: recent Typers vendor Click (typer._click),
-    older ones run on the click package."""
+def _click_exceptions():
+    """(ClickException, UsageError, NoArgsIsHelpError): the Click exceptions `main` tells apart.
+
+    The one place that reaches past Typer's public API. Typer (0.29) exposes none of these
+    (only their subclass `typer.BadParameter`, and its own `Abort` and `Exit`) and has no hook
+    for formatting errors; since 0.26 they live in its private copy of Click (`typer._click`),
+    before that in the click package. NoArgsIsHelpError is Click 8.2's: an older Click exits 0
+    after the help instead, and `except ()` matches nothing.
+    """
     try:
-        from typer._click.exceptions import ClickException, UsageError
-    except ImportError:     # an older Typer, on Click
-        from click.exceptions import ClickException, UsageError
-    return ClickException, UsageError
+        from typer._click import exceptions
+    except ImportError:     # Typer < 0.26, on the click package
+        from click import exceptions
+    return (exceptions.ClickException, exceptions.UsageError,
+            getattr(exceptions, "NoArgsIsHelpError", ()))
 
 
 def _error(message: str, code: int) -> None:
@@ -102,17 +111,18 @@ def _error(message: str, code: int) -> None:
 def main() -> None:
     """Entry point of the `dojo` script.
 
-    Click runs the app in non-standalone mode so that its usage errors (a bad or missing
+    The app runs in Click's non-standalone mode so that its usage errors (a bad or missing
     flag or argument, an unknown command, a `typer.BadParameter`) come here and are printed
     as one line like a DojoError, with exit code 2 as Click has it; --help and a command
     group without its command still print their help (exit 0 and 2).
     """
-    ClickException, UsageError = _usage_errors()
+    ClickException, UsageError, NoArgsIsHelpError = _click_exceptions()
     try:
-        rv = typer.main.get_command(app).main(sys.argv[1:], prog_name="dojo", standalone_mode=False)
+        # Typer.__call__ hands its arguments to the Click command's main()
+        rv = app(sys.argv[1:], prog_name="dojo", standalone_mode=False)
+    except NoArgsIsHelpError as e:     # `dojo`, `dojo clips`: the help is printed
+        sys.exit(e.exit_code)
     except UsageError as e:
-        if type(e).__name__ == "NoArgsIsHelpError":   # `dojo`, `dojo clips`: the help is printed
-            sys.exit(e.exit_code)
         ctx = e.ctx
         hint = f" (see {ctx.command_path} {ctx.help_option_names[0]})" \
             if ctx is not None and ctx.command.get_help_option(ctx) is not None else ""

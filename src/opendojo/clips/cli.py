@@ -34,10 +34,9 @@ def ingest_cmd(
     from opendojo.errors import ConfigError
 
     if size <= 0 or size % 2:
-        raise typer.BadParameter("must be a positive even number (H.264 needs even sizes)",
-                                 param_hint="'--size'")
-    if fps <= 0:
-        raise typer.BadParameter("must be positive", param_hint="'--fps'")
+        raise ConfigError(f"--size must be a positive even number (H.264 needs even sizes), not {size}")
+    if not fps > 0:     # NaN too
+        raise ConfigError(f"--fps must be positive, not {fps:g}")
     found, bad = find_inputs(paths)
     if not found:   # nothing to import: refused before any store is made
         raise ConfigError("nothing to ingest: " + "; ".join(map(str, bad)))

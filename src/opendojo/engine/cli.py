@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from opendojo.clips import store_option
+from opendojo.errors import ConfigError
 from opendojo.fleet.config import RARE_EVENT_RATE
 
 engine_app = typer.Typer(help="The data engine: what the fleet's clips are worth.",
@@ -40,6 +41,12 @@ def _bar(label: str):
         if done >= total:
             prog.stop()
     return update
+
+
+def _share(flag: str, value: float, most: float = 1.0) -> None:
+    """Refuse (one line, exit 1 like every other out-of-range flag) a share outside 0..most."""
+    if not 0.0 <= value <= most:    # NaN too
+        raise ConfigError(f"{flag} must be between 0 and {most:g}, not {value:g}")
 
 
 def _open(store: str):
@@ -97,11 +104,13 @@ def embed_cmd(store: str = StoreOpt,
 @engine_app.command("shadow")
 def shadow_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c", help="the network to run"),
                store: str = StoreOpt,
-               every: int = typer.Option(5, min=1, help="compare every N-th frame"),
+               every: int = typer.Option(5, help="compare every N-th frame (1 or more)"),
                force: bool = ForceOpt) -> None:
     """Offline shadow mode: where the network disagrees with what the drivers did."""
     from opendojo.engine.shadow import run_shadow
 
+    if every < 1:
+        raise ConfigError(f"--every must be at least 1, not {every}")
     t = run_shadow(_open(store), checkpoint, every=every, force=force, progress=_bar("shadow"))
     rows = sorted(t.to_pylist(), key=lambda r: -(r["disagreement"] if r["disagreement"] == r["disagreement"] else -1))
     typer.echo(f"{t.num_rows} clips compared; most disagreement:")
@@ -117,11 +126,10 @@ def fleet_drive_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c"),
                     episodes: int = typer.Option(4, help="episodes to drive"),
                     seed: int = typer.Option(0, help="first episode seed (offset in the online range)"),
                     profile: str = typer.Option("expert", help="who drives in shadow mode"),
-                    rare_event_rate: float = typer.Option(RARE_EVENT_RATE, min=0.0, max=1.0,
-                                                          help="share of episodes with a rare event")) -> None:
+                    rare_event_rate: float = typer.Option(RARE_EVENT_RATE, help="share of episodes with "
+                                                          "a rare event (0 to 1)")) -> None:
     """Online: drive the simulated fleet with the network (safety driver) or beside a driver."""
     from opendojo.engine.disengage import fleet_drive
-    from opendojo.errors import ConfigError
     from opendojo.fleet.drivers import PROFILES
 
     if mode not in ("safety", "shadow"):
@@ -130,6 +138,7 @@ def fleet_drive_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c"),
         raise ConfigError(f"--profile: no driver profile {profile!r} (one of {', '.join(PROFILES)})")
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, not {episodes}")
+    _share("--rare-event-rate", rare_event_rate)
     out = fleet_drive(_open(store), checkpoint, mode=mode, episodes=episodes, seed=seed,
                       profile=profile, rare_event_rate=rare_event_rate)
     typer.echo(json.dumps(out))
@@ -140,20 +149,21 @@ def curate_cmd(store: str = StoreOpt,
                name: str = typer.Option(..., "--name", help="the dataset version to create"),
                filter: Optional[str] = typer.Option(None, "--filter", help="catalog SQL filter of candidates"),
                holdout: float = typer.Option(0.1, help="share of chosen clips held out"),
-               coverage: float = typer.Option(0.5, min=0.0, max=1.0,
-                                              help="share of the budget for typical driving by good "
-                                                   "drivers (0: all by triggers, disagreement, rarity)"),
-               drop_worst: float = typer.Option(0.0, "--drop-worst", min=0.0, max=0.99,
+               coverage: float = typer.Option(0.5, help="share of the budget for typical driving by good "
+                                                        "drivers (0 to 1; 0: all by triggers, disagreement, "
+                                                        "rarity)"),
+               drop_worst: float = typer.Option(0.0, "--drop-worst",
                                                 help="share of the clips, the lowest driver quality, "
-                                                     "never taken (0: none)"),
+                                                     "never taken (0 to 0.99; 0: none)"),
                show: int = typer.Option(10, help="explanations to print")) -> None:
     """Choose the clips worth training on within a budget; make a dataset version of them."""
     from opendojo.engine.curate import curate, parse_budget
     from opendojo.engine.select import SelectionConfig
-    from opendojo.errors import ConfigError
 
     if show < 0:
         raise ConfigError(f"--show must be 0 or more, not {show}")
+    _share("--coverage", coverage)
+    _share("--drop-worst", drop_worst, most=0.99)
     cfg = SelectionConfig(budget=parse_budget(budget), coverage=coverage, drop_worst=drop_worst)
     sel = curate(_open(store), name, cfg, filter=filter, holdout=holdout)
     typer.echo(f"dataset {name}: {len(sel.clip_ids)} clips, {sel.frames} of {sel.total_frames} frames "
@@ -169,7 +179,6 @@ def similar_cmd(clip_id: str = typer.Argument(..., help="a clip id"),
                 k: int = typer.Option(10, "-k", help="how many")) -> None:
     """The clips most like this one (cosine similarity of clip embeddings, FAISS)."""
     from opendojo.engine.index import similar
-    from opendojo.errors import ConfigError
 
     if k < 1:
         raise ConfigError(f"-k must be at least 1, not {k}")
