@@ -49,6 +49,12 @@ def _share(flag: str, value: float, most: float = 1.0) -> None:
         raise ConfigError(f"{flag} must be between 0 and {most:g}, not {value:g}")
 
 
+def _count(flag: str, value: int) -> None:
+    """Refuse (one line, exit 1) a count below 1."""
+    if value < 1:
+        raise ConfigError(f"{flag} must be at least 1, not {value}")
+
+
 def _open(store: str):
     from opendojo.clips.store import ClipStore
 
@@ -109,8 +115,7 @@ def shadow_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c", help="t
     """Offline shadow mode: where the network disagrees with what the drivers did."""
     from opendojo.engine.shadow import run_shadow
 
-    if every < 1:
-        raise ConfigError(f"--every must be at least 1, not {every}")
+    _count("--every", every)
     t = run_shadow(_open(store), checkpoint, every=every, force=force, progress=_bar("shadow"))
     rows = sorted(t.to_pylist(), key=lambda r: -(r["disagreement"] if r["disagreement"] == r["disagreement"] else -1))
     typer.echo(f"{t.num_rows} clips compared; most disagreement:")
@@ -136,8 +141,7 @@ def fleet_drive_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c"),
         raise ConfigError(f"--mode must be safety or shadow, not {mode!r}")
     if profile not in PROFILES:
         raise ConfigError(f"--profile: no driver profile {profile!r} (one of {', '.join(PROFILES)})")
-    if episodes < 1:
-        raise ConfigError(f"--episodes must be at least 1, not {episodes}")
+    _count("--episodes", episodes)
     _share("--rare-event-rate", rare_event_rate)
     out = fleet_drive(_open(store), checkpoint, mode=mode, episodes=episodes, seed=seed,
                       profile=profile, rare_event_rate=rare_event_rate)
@@ -180,7 +184,6 @@ def similar_cmd(clip_id: str = typer.Argument(..., help="a clip id"),
     """The clips most like this one (cosine similarity of clip embeddings, FAISS)."""
     from opendojo.engine.index import similar
 
-    if k < 1:
-        raise ConfigError(f"-k must be at least 1, not {k}")
+    _count("-k", k)
     for cid, sim in similar(_open(store), clip_id, k):
         typer.echo(f"{cid}  {sim:.3f}")
