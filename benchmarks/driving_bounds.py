@@ -105,14 +105,15 @@ class ExpertPlan:
         base.viewer = viewer
         driver = copy.deepcopy(self.expert)
         now = ego_state(sim)
-        plan = []
+        ahead = []
         for k in range(1, PLAN_STEPS + 1):
             step_command(sim, *driver.command(sim))
             if k % PLAN_EVERY == 0:
                 p = ego_state(sim)
-                plan.append(to_ego_frame(p["x"] - now["x"], p["y"] - now["y"], now["heading"]))
+                ahead.append((p["x"] - now["x"], p["y"] - now["y"]))
         self.expert.command(env)                      # keep the expert's own timers in step
-        return pure_pursuit(np.array(plan), now["speed"], self.cfg, 1.0)
+        d = np.array(ahead)
+        return pure_pursuit(to_ego_frame(d[:, 0], d[:, 1], now["heading"]), now["speed"], self.cfg, 1.0)
 
 
 def _driver(arm: str, checkpoint: str, seed: int):

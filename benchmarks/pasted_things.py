@@ -42,6 +42,8 @@ import time
 
 import numpy as np
 
+from opendojo.atomic import finite
+
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,7 +93,7 @@ def main(argv=None) -> dict:
     geometry = synthesis.clips_geometry(rows, cfg.model.image_size, cfg.model.frame_stride,
                                         label_spec(cfg).times)
     net = load_network(checkpoint)
-    lane_changes = trained.get("synthetic_lane_changes", False) if a.lane_changes is None else a.lane_changes
+    lane_changes = cfg.synthetic_lane_changes if a.lane_changes is None else a.lane_changes
     if lane_changes and not cfg.model.object_channel:
         raise SystemExit("--lane-changes needs a network with the object channel "
                          "(it says whether the lane beside is free)")
@@ -120,7 +122,10 @@ def main(argv=None) -> dict:
     lc = sw[:, 0] > 0
     cut, ahead = r[:, 0] > 0, r[:, 1] > 0
     needed, made = float(r[cut, 2].mean()), float(r[cut, 3].mean())
-    mean_shorter = lambda m: round(float(r[m, 3].mean()), 2) if m.any() else None  # noqa: E731
+
+    def mean_shorter(m: np.ndarray) -> float | None:
+        return round(float(r[m, 3].mean()), 2) if m.any() else None
+
     return {"checkpoint": checkpoint, "dataset": cfg.dataset, "split": a.split,
             "image_size": cfg.model.image_size, "scale_things": a.scale_things, "loud": a.loud,
             "samples": len(r), "seconds": round(time.perf_counter() - t0, 1),
@@ -151,4 +156,4 @@ def _lane_change(sw: np.ndarray) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=1))
+    print(json.dumps(finite(main()), indent=1))   # an empty group's NaN prints as null

@@ -9,7 +9,7 @@ import pytest
 
 from opendojo.train.synthesis import (COLOURS, LANE_WIDTH_M, MIN_LANE_CHANGE_S, SIZES_M, Geometry, Thing,
                                       _min_jerk, clears, draw_field, draw_thing, lane_change, lane_free,
-                                      lane_markings, lanes_beside, synthesize, vacated_lane)
+                                      lane_markings, lanes_beside, pixel_at, synthesize, vacated_lane)
 from synthutil import TIMES, centroid, geo
 from synthutil import car as _stopped
 from synthutil import straight as _straight
@@ -64,8 +64,7 @@ def test_a_lane_with_a_car_in_it_is_not_free_and_the_lane_beyond_it_is():
     geo = _geo()
     field = np.zeros((SIZE, SIZE), np.float32)
     for ahead, side in ((30.0, LANE_WIDTH_M), (20.0, 0.0)):      # one to the right, one ahead
-        draw_field(field, (geo.ego_row * SIZE - ahead * geo.px_per_m, SIZE / 2 + side * geo.px_per_m),
-                   np.array([-1.0, 0.0]), SIZES_M[0], geo.px_per_m)
+        draw_field(field, pixel_at(ahead, side, SIZE, SIZE, geo), np.array([-1.0, 0.0]), SIZES_M[0], geo.px_per_m)
     assert not lane_free(field, geo.px_per_m, geo.ego_row, LANE_WIDTH_M, 60.0)
     assert lane_free(field, geo.px_per_m, geo.ego_row, -LANE_WIDTH_M, 60.0)
     assert lane_free(field, geo.px_per_m, geo.ego_row, 2 * LANE_WIDTH_M, 60.0)

@@ -12,7 +12,7 @@ from opendojo.label.hindsight import LabelSpec
 from opendojo.train.inputs import input_frames
 from opendojo.train.model import PolicyConfig, PolicyNet
 from opendojo.train.occupancy import camera_geometry, cost_field
-from opendojo.train.synthesis import COLOURS, SIZES_M, draw_box, draw_field, draw_thing
+from opendojo.train.synthesis import COLOURS, SIZES_M, draw_box, draw_field, draw_thing, pixel_at
 from synthutil import car, centroid, straight
 from synthutil import geo as camera
 
@@ -20,23 +20,36 @@ FULL, SIZE = 128, 64
 CARS = ((25.0, 0.0), (40.0, 4.0))          # (metres ahead, metres to the right)
 
 
+@pytest.fixture
+def network_inputs(monkeypatch) -> list:
+    """The frames of every PolicyNet.forward call from here on (a spy on the class)."""
+    seen, forward = [], PolicyNet.forward
+
+    def spy(self, frames, speed, command):
+        seen.append(frames.clone())
+        return forward(self, frames, speed, command)
+
+    monkeypatch.setattr(PolicyNet, "forward", spy)
+    return seen
+
+
 def _full_frame_with_cars() -> np.ndarray:
     """A fleet-camera frame (1.5 px/m) of grey road with blue cars drawn as highway-env does."""
-    ppm, ego_row = camera_geometry(FULL, FULL)
+    full = camera(FULL)
     frame = np.full((FULL, FULL, 3), 100, np.float32)
     for ahead, side in CARS:
-        draw_box(frame, (ego_row * FULL - ahead * ppm, FULL / 2 + side * ppm), np.array([-1.0, 0.0]),
-                 SIZES_M[0], COLOURS[1], ppm)
+        draw_box(frame, pixel_at(ahead, side, FULL, FULL, full), np.array([-1.0, 0.0]),
+                 SIZES_M[0], COLOURS[1], full.px_per_m)
     return np.round(frame).astype(np.uint8)
 
 
 def test_a_pasted_car_lands_in_the_object_channel_where_the_frames_own_field_puts_a_real_one():
     real = cost_field(_full_frame_with_cars()[None], SIZE, *camera_geometry(FULL, FULL))[0].astype(float)
-    ppm, ego_row = camera_geometry(FULL, SIZE)
+    small = camera(SIZE)
     pasted = np.zeros((SIZE, SIZE), np.float32)
     for ahead, side in CARS:
-        draw_field(pasted, (ego_row * SIZE - ahead * ppm, SIZE / 2 + side * ppm), np.array([-1.0, 0.0]),
-                   SIZES_M[0], ppm)
+        draw_field(pasted, pixel_at(ahead, side, SIZE, SIZE, small), np.array([-1.0, 0.0]),
+                   SIZES_M[0], small.px_per_m)
     assert real.max() > 150 and pasted.max() > 150
     for rows in (slice(0, 32), slice(32, SIZE)):             # the far car, then the near one
         a, b = real[rows], pasted[rows]
@@ -61,15 +74,13 @@ def test_draw_thing_draws_into_the_object_channel_only_with_four_channels():
     assert centroid(field[0])[0] == pytest.approx(centroid(field[1])[0] - 2.0 * geo.px_per_m, abs=0.3)
 
 
-def test_the_network_driver_feeds_the_object_channel_of_the_camera_frame():
+def test_the_network_driver_feeds_the_object_channel_of_the_camera_frame(network_inputs):
     from opendojo.evaluate.closed_loop import NetworkDriver, SuiteItem, run_episode
     from opendojo.fleet.config import EVAL_SEED_BASE
 
     torch.manual_seed(0)
     cfg = PolicyConfig(image_size=SIZE, width=8, hidden=32, object_channel=True)
-    net, seen = PolicyNet(cfg), []
-    forward = net.forward
-    net.forward = lambda frames, speed, command: (seen.append(frames.clone()), forward(frames, speed, command))[1]
+    net, seen = PolicyNet(cfg), network_inputs
     run_episode(NetworkDriver(net), "network", SuiteItem("highway_dense", "", EVAL_SEED_BASE), duration_s=0.5)
     assert seen and seen[0].shape == (1, cfg.frames, SIZE, SIZE, 4) and seen[0].dtype == torch.uint8
     # dense traffic is in view: the channel holds cars, and nothing around the ego itself
@@ -123,7 +134,7 @@ def test_the_loader_carries_the_clips_cost_field_and_pastes_things_into_it(tmp_p
     assert (grew.flatten(1).amax(1)[batch["speed"] >= 3] > 100).all()
 
 
-def test_open_loop_shadow_mode_and_embeddings_feed_the_object_channel(tmp_path, monkeypatch):
+def test_open_loop_shadow_mode_and_embeddings_feed_the_object_channel(tmp_path, network_inputs):
     from clipfactory import labelled_synthetic_store
     from opendojo.engine.embeddings import encoder_embedding
     from opendojo.engine.shadow import predict_clip, run_shadow, shadow_row
@@ -139,17 +150,10 @@ def test_open_loop_shadow_mode_and_embeddings_feed_the_object_channel(tmp_path, 
     torch.manual_seed(0)
     net = PolicyNet(pc).eval()
     save_checkpoint(tmp_path / "run", 1, net, None, {"model": pc.to_dict(), "train": {}})
-    shapes = []
-    forward = PolicyNet.forward
-
-    def spy(self, frames, speed, command):
-        shapes.append(tuple(frames.shape[-3:]))
-        return forward(self, frames, speed, command)
-
-    monkeypatch.setattr(PolicyNet, "forward", spy)
-    res = evaluate_open_loop(tmp_path / "run" / "step-1.safetensors", store, ids)
-    monkeypatch.undo()
-    assert res["samples"] > 0 and set(shapes) == {(16, 16, 4)}
+    ckpt = str(tmp_path / "run" / "step-1.safetensors")
+    res = evaluate_open_loop(ckpt, store, ids)
+    shapes = {tuple(f.shape[-3:]) for f in network_inputs}
+    assert res["samples"] > 0 and shapes == {(16, 16, 4)}
     frames = store.read_frames(ids[0])
     tel = telemetry_arrays(store.telemetry(ids[0]))
     field = clip_field(store, ids[0], pc)
@@ -162,7 +166,6 @@ def test_open_loop_shadow_mode_and_embeddings_feed_the_object_channel(tmp_path, 
     assert not np.allclose(encoder_embedding(net, frames, field=field),
                            encoder_embedding(net, frames, field=np.zeros_like(field)))
     # shadow mode over the store reads the clip's own channel
-    ckpt = str(tmp_path / "run" / "step-1.safetensors")
     table = run_shadow(store, ckpt, ids[:1])
     row = shadow_row(ids[0], net, ckpt, frames, tel, field=field)
     assert table.column("disagreement")[0].as_py() == pytest.approx(row["disagreement"])

@@ -11,8 +11,9 @@ import torch
 
 from opendojo.engine.quality import QualityConfig, gap_ahead
 from opendojo.label.hindsight import LabelSpec
+from opendojo.train.path import path_arc
 from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, MAX_DECEL, braking_arc,
-                                      draw_thing, path_arc, stop_behind, synthesize)
+                                      draw_thing, stop_behind, synthesize)
 from synthutil import TIMES
 from synthutil import car as _car
 from synthutil import geo as _geo

@@ -161,7 +161,7 @@ def run_embed(store, checkpoint: str | Path | None = None, clip_ids: Iterable[st
     """
     import lance
 
-    from opendojo.train.inputs import clip_field
+    from opendojo.train.inputs import clip_inputs
 
     emb = Embedder(checkpoint)
     current = table_embedder(store)
@@ -170,12 +170,9 @@ def run_embed(store, checkpoint: str | Path | None = None, clip_ids: Iterable[st
     if not force and not replace:
         done = tables.done_ids(store, tables.EMBEDDINGS, code_version())
         ids = [i for i in ids if i not in done]
-    catalog = {r["clip_id"]: r for r in store.catalog().to_pylist()} if ids else {}
     rows = []
-    for k, cid in enumerate(ids, 1):
-        row = catalog.get(cid) or store.row(cid)
-        frames = store.read_frames(cid, row=row)
-        field = None if emb.model is None else clip_field(store, cid, emb.model.config, row, frames)
+    clips = clip_inputs(store, ids, None if emb.model is None else emb.model.config)
+    for k, (cid, frames, field) in enumerate(clips, 1):
         rows.append(embedding_row(cid, frames, emb, field))
         if progress:
             progress(k, len(ids))

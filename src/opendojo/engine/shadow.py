@@ -105,7 +105,7 @@ def run_shadow(store, checkpoint: str | Path, clip_ids: Iterable[str] | None = N
     Clips already compared by this checkpoint (offline) are skipped unless `force`."""
     from opendojo.evaluate.closed_loop import load_network
     from opendojo.train.checkpoint import resolve
-    from opendojo.train.inputs import clip_field
+    from opendojo.train.inputs import clip_inputs
 
     ckpt = str(resolve(checkpoint))
     model = load_network(checkpoint)
@@ -115,14 +115,10 @@ def run_shadow(store, checkpoint: str | Path, clip_ids: Iterable[str] | None = N
         done = tables.done_ids(store, tables.SHADOW, code_version(),
                                extra=f"mode = 'offline' AND checkpoint = '{esc}'")
         ids = [i for i in ids if i not in done]
-    catalog = {r["clip_id"]: r for r in store.catalog().to_pylist()} if ids else {}
     rows = []
-    for k, cid in enumerate(ids, 1):
+    for k, (cid, frames, field) in enumerate(clip_inputs(store, ids, model.config), 1):
         tel = tables.telemetry_arrays(store.telemetry(cid))
-        row = catalog.get(cid) or store.row(cid)
-        frames = store.read_frames(cid, row=row)
-        rows.append(shadow_row(cid, model, ckpt, frames, tel, every,
-                               clip_field(store, cid, model.config, row, frames)))
+        rows.append(shadow_row(cid, model, ckpt, frames, tel, every, field))
         if progress:
             progress(k, len(ids))
     table = pa.Table.from_pylist(rows, schema=SHADOW_SCHEMA)

@@ -155,7 +155,9 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
         tl = min(max(lookahead_s, times[0]), times[-1])
         px = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 0]]))
         py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
-    arc = np.cumsum(np.linalg.norm(np.diff(np.r_[np.zeros((1, 2)), traj[:, :2]], axis=0), axis=1))
+    from opendojo.train.path import path_arc
+
+    arc = path_arc(traj[:, :2].astype(np.float64))[1][1:]
     target_speed = float(np.min(arc / times))
     acc = speed_gain * (target_speed - speed)
     d2 = px * px + py * py

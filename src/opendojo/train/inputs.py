@@ -34,10 +34,9 @@ def input_frames(frames: np.ndarray, cfg, field: np.ndarray | None = None) -> np
     if not cfg.object_channel:
         return small
     if field is None:
-        from opendojo.train.occupancy import camera_geometry, cost_field
+        from opendojo.train.occupancy import camera_cost_field
 
-        width = frames.shape[2]
-        field = cost_field(frames, cfg.image_size, *camera_geometry(width, width))
+        field = camera_cost_field(frames, cfg.image_size)
     return with_object_channel(small, field)
 
 
@@ -51,6 +50,18 @@ def clip_field(store, clip_id: str, cfg, row: dict | None = None,
     from opendojo.train.occupancy import clip_cost_field
 
     return clip_cost_field(store, row or store.row(clip_id), cfg.image_size, frames)
+
+
+def clip_inputs(store, clip_ids: list[str], cfg=None):
+    """(clip id, decoded frames, object channel) of each stored clip, for running a network
+    over them (shadow mode, embeddings): the catalog is read once, each clip decoded once.
+    The channel is None without `cfg` or where `cfg` has none (`clip_field`)."""
+    columns = ["clip_id", "n_frames", "fps", "width", "source"]   # what decoding and the field read
+    catalog = {r["clip_id"]: r for r in store.catalog(columns=columns).to_pylist()} if clip_ids else {}
+    for cid in clip_ids:
+        row = catalog.get(cid) or store.row(cid)
+        frames = store.read_frames(cid, row=row)
+        yield cid, frames, None if cfg is None else clip_field(store, cid, cfg, row, frames)
 
 
 def with_object_channel(small: np.ndarray, field: np.ndarray) -> np.ndarray:

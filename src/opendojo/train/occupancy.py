@@ -85,6 +85,13 @@ def cost_field(frames: np.ndarray, size: int, px_per_m: float, ego_row: float) -
     return np.round(pooled.numpy() * 255).astype(np.uint8)
 
 
+def camera_cost_field(frames: np.ndarray, size: int) -> np.ndarray:
+    """`cost_field` of fleet-camera frames [N, H, W, 3] at their full resolution (the scale
+    follows from their width): what a stored clip's field and closed loop's channel are."""
+    width = frames.shape[2]
+    return cost_field(frames, size, *camera_geometry(width, width))
+
+
 def clip_cost_field(store, row: dict, size: int, frames: np.ndarray | None = None) -> np.ndarray:
     """uint8 [N, size, size] for a catalog row's clip (cached; all 0 for clips that are not
     bird's-eye simulator video). `frames`: the clip's decoded frames where the caller has
@@ -96,9 +103,7 @@ def clip_cost_field(store, row: dict, size: int, frames: np.ndarray | None = Non
         return np.zeros((n, size, size), np.uint8)
 
     def compute():
-        ppm, ego_row = camera_geometry(row["width"], row["width"])
-        decoded = store.read_frames(row["clip_id"], row=row) if frames is None else frames
-        return cost_field(decoded, size, ppm, ego_row)
+        return camera_cost_field(store.read_frames(row["clip_id"], row=row) if frames is None else frames, size)
 
     return cached_array(cache_dir(store, size, COST_FIELD_CACHE) / f"{row['clip_id']}.npy", compute)
 

@@ -52,3 +52,26 @@ def point_at(path: np.ndarray, spacing: float, distance: float) -> tuple[float, 
     distance = max(distance, d[1])            # np.interp holds the last point beyond the end
     return (float(np.interp(distance, d, np.r_[0.0, path[:, 0]])),
             float(np.interp(distance, d, np.r_[0.0, path[:, 1]])))
+
+
+def path_arc(traj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A label's path from the ego (the origin) through its waypoints [W, 2]: the points
+    [W+1, 2] and their arc lengths [W+1]."""
+    pts = np.concatenate([np.zeros((1, 2), traj.dtype), traj])
+    return pts, np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+
+
+def along(pts: np.ndarray, arc: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points [K, 2] and unit directions [K, 2] at arc lengths `s` along a path, straight on
+    past its end (and straight ahead along x where the path is shorter than a metre)."""
+    s = np.asarray(s, np.float64)
+    if arc[-1] < 1.0:
+        return np.stack([s, np.zeros_like(s)], -1), np.tile([1.0, 0.0], (len(s), 1))
+    seg = np.clip(np.searchsorted(arc, s, side="right") - 1, 0, len(arc) - 2)
+    seg_len = np.maximum(arc[seg + 1] - arc[seg], 1e-6)
+    direction = (pts[seg + 1] - pts[seg]) / seg_len[:, None]
+    # a segment where the car stood still has no direction: use the path's overall one
+    still = arc[seg + 1] - arc[seg] < 1e-3
+    direction[still] = (pts[-1] / arc[-1])
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    return pts[seg] + direction * (s - arc[seg])[:, None], direction

@@ -52,6 +52,8 @@ from highway_env.vehicle.kinematics import Vehicle
 from highway_env.vehicle.objects import Obstacle
 
 from opendojo.engine.quality import object_mask
+from opendojo.fleet.camera import Camera
+from opendojo.train.path import along, path_arc
 from opendojo.train.occupancy import (BIRDS_EYE_SOURCES, EGO_HALF_LENGTH_M, EGO_HALF_WIDTH_M, MARGIN_M,
                                       camera_geometry)
 
@@ -60,7 +62,7 @@ SIZES_M = ((Vehicle.LENGTH, Vehicle.WIDTH), (float(Obstacle.LENGTH), float(Obsta
 # its fills: yellow (obstacles, parked cars), blue (traffic), red (crashed)
 COLOURS = np.array([VehicleGraphics.YELLOW, VehicleGraphics.BLUE, VehicleGraphics.RED], np.float32)
 OUTLINE = np.array(VehicleGraphics.BLACK, np.float32)
-OUTLINE_M = 1 / 1.5          # highway-env's 1 px outline at the fleet camera's 1.5 px/m
+OUTLINE_M = 1 / Camera.scaling   # highway-env's 1 px outline at the fleet camera's px/m
 GAP_M = 2.0                  # bumper to bumper, standing
 HEADWAY_S = 1.0              # extra gap per m/s of the thing's speed
 MAX_DECEL = 6.0              # m/s^2
@@ -112,29 +114,6 @@ def clips_geometry(rows, image_size: int, frame_stride: int, times: np.ndarray) 
         return None
     px_per_m, ego_row = camera_geometry(widths.pop(), image_size)
     return Geometry(px_per_m, ego_row, frame_stride / rates.pop(), times)
-
-
-def path_arc(traj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A label's path from the ego (the origin) through its waypoints [W, 2]: the points
-    [W+1, 2] and their arc lengths [W+1]."""
-    pts = np.concatenate([np.zeros((1, 2), traj.dtype), traj])
-    return pts, np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
-
-
-def along(pts: np.ndarray, arc: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points [K, 2] and unit directions [K, 2] at arc lengths `s` along a path, straight on
-    past its end (and straight ahead along x where the path is shorter than a metre)."""
-    s = np.asarray(s, np.float64)
-    if arc[-1] < 1.0:
-        return np.stack([s, np.zeros_like(s)], -1), np.tile([1.0, 0.0], (len(s), 1))
-    seg = np.clip(np.searchsorted(arc, s, side="right") - 1, 0, len(arc) - 2)
-    seg_len = np.maximum(arc[seg + 1] - arc[seg], 1e-6)
-    direction = (pts[seg + 1] - pts[seg]) / seg_len[:, None]
-    # a segment where the car stood still has no direction: use the path's overall one
-    still = arc[seg + 1] - arc[seg] < 1e-3
-    direction[still] = (pts[-1] / arc[-1])
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    return pts[seg] + direction * (s - arc[seg])[:, None], direction
 
 
 def braking_arc(speed: float, thing_speed: float, room_m: float, times: np.ndarray) -> tuple[np.ndarray, float]:
@@ -241,6 +220,12 @@ def placed(traj: np.ndarray, thing: Thing) -> tuple[np.ndarray, np.ndarray]:
     return pos + thing.side_m * np.array([-direction[1], direction[0]]), direction
 
 
+def pixel_at(ahead_m: float, right_m: float, h: int, w: int, geo: Geometry) -> tuple[float, float]:
+    """(row, column) in an h x w frame of a point `ahead_m` ahead of the ego and `right_m`
+    to its right."""
+    return geo.ego_row * h - ahead_m * geo.px_per_m, w / 2 + right_m * geo.px_per_m
+
+
 def draw_thing(frames: np.ndarray, traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> np.ndarray:
     """The sample's history frames uint8 [T, H, W, C] (oldest first, newest last) with the
     thing drawn where it was in each: in the newest where `placed` puts it; in older frames
@@ -262,7 +247,7 @@ def draw_at(frames: np.ndarray, pos: np.ndarray, direction: np.ndarray, speed: f
         # the ego was speed*age behind (straight), the thing thing.speed*age back along its way
         x = pos[0] + speed * age - thing.speed * age * direction[0]
         y = pos[1] - thing.speed * age * direction[1]
-        centre = (geo.ego_row * h - x * geo.px_per_m, w / 2 + y * geo.px_per_m)
+        centre = pixel_at(x, y, h, w, geo)
         axis = np.array([-direction[0], direction[1]])
         draw_box(out[k, ..., :3], centre, axis, thing.size_m, thing.colour, geo.px_per_m)
         if out.shape[-1] == 4:
@@ -347,8 +332,9 @@ def lane_change(traj: np.ndarray, pos: np.ndarray, thing: Thing, side: int, time
     to pass the thing at `pos` (m ahead, m right: where `draw_thing` put it) with
     CLEARANCE_M to spare (`clears`); None where that would take less than
     MIN_LANE_CHANGE_S."""
+    base = traj.astype(np.float64)
     for duration in np.arange(LANE_CHANGE_S, MIN_LANE_CHANGE_S - 1e-9, -0.1):
-        out = traj.astype(np.float64).copy()
+        out = base.copy()
         out[:, 1] += side * LANE_WIDTH_M * _min_jerk(times / duration)
         if clears(out, pos, thing):
             return out.astype(traj.dtype)
@@ -418,19 +404,21 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
         thing = pick_thing(rng, v, reach, side_share)
         label = batch["trajectory"][i]
         out["pasted"][i] = True
-        if lane_changes and thing.side_m == 0.0 and not keeps_lane(label):
+        in_path, keeps = thing.side_m == 0.0, keeps_lane(label)
+        if lane_changes and in_path and not keeps:
             vacated = vacated_lane(label, thing.distance_m)
             stopped = Thing(thing.distance_m, 0.0, 0.0, thing.size_m, COLOURS[0])
             if vacated is not None and clears(label, vacated[0], stopped):
                 batch["frames"][i] = draw_at(batch["frames"][i], *vacated, v, stopped, geo)
                 out["left_behind"][i] = True
                 continue
-        batch["frames"][i] = draw_thing(batch["frames"][i], label, v, thing, geo)
-        if thing.side_m != 0.0:
+        pos, direction = placed(label, thing)
+        batch["frames"][i] = draw_at(batch["frames"][i], pos, direction, v, thing, geo)
+        if not in_path:
             continue
         out["in_path"][i] = True
-        if lane_changes and thing.speed < SWERVE_SPEED_SHARE * v and keeps_lane(label):
-            around = _drive_round(batch["frames"][i, -1], label, thing, geo)
+        if lane_changes and thing.speed < SWERVE_SPEED_SHARE * v and keeps:
+            around = _drive_round(batch["frames"][i, -1], label, pos, thing, geo)
             if around is not None:
                 batch["trajectory"][i] = around
                 out["lane_change"][i] = True
@@ -443,11 +431,11 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
     return out
 
 
-def _drive_round(newest: np.ndarray, label: np.ndarray, thing: Thing, geo: Geometry) -> np.ndarray | None:
+def _drive_round(newest: np.ndarray, label: np.ndarray, pos: np.ndarray, thing: Thing,
+                 geo: Geometry) -> np.ndarray | None:
     """The label changed into a lane beside the car that the newest frame [H, W, 4] shows
-    marked and its object channel free up to AHEAD_M beyond the thing (left before right);
-    None where there is none or no time (`lane_change`)."""
-    pos, _ = placed(label, thing)
+    marked and its object channel free up to AHEAD_M beyond the thing at `pos` (where
+    `placed` put it; left before right); None where there is none or no time (`lane_change`)."""
     left, right = lanes_beside(lane_markings(newest, geo.px_per_m, geo.ego_row))
     for side, marked in ((-1, left), (1, right)):
         if marked and lane_free(newest[..., 3], geo.px_per_m, geo.ego_row, side * LANE_WIDTH_M,
