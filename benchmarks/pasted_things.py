@@ -36,13 +36,10 @@ input size.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import numpy as np
-
-from opendojo.atomic import finite
 
 
 def main(argv=None) -> dict:
@@ -67,14 +64,15 @@ def main(argv=None) -> dict:
     import _pool
     import opendojo.train.synthesis as synthesis
     from opendojo.evaluate.closed_loop import load_network
-    from opendojo.train.checkpoint import read_meta
+    from opendojo.train.checkpoint import read_meta, trained_command
     from opendojo.train.config import TrainConfig
     from opendojo.train.trainer import label_spec, make_loader
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     checkpoint = _pool.resolve_checkpoint(a.checkpoint)
-    trained = read_meta(checkpoint)["train"]
+    meta = read_meta(checkpoint)
+    trained = {**meta["train"], "command": trained_command(meta)}   # as trainer.saved_config has it
     if a.scale_things != 1.0:
         synthesis.SIZES_M = tuple((l * a.scale_things, w * a.scale_things) for l, w in synthesis.SIZES_M)
         synthesis.OUTLINE_M *= a.scale_things
@@ -110,12 +108,13 @@ def main(argv=None) -> dict:
             seen_end = net(torch.from_numpy(pasted["frames"]), batch["speed"],
                            batch["command"])["trajectory"][:, -1].numpy()
         plain, seen = plain_end[:, 0], seen_end[:, 0]
-        label = batch["trajectory"][:, -1, 0].numpy()
+        label_end = batch["trajectory"][:, -1].numpy()
+        label = label_end[:, 0]
         for i in np.flatnonzero(got["pasted"] & ~got["lane_change"] & ~got["left_behind"]):
             found.append((got["braked"][i], got["in_path"][i], label[i] - pasted["trajectory"][i, -1, 0],
                          plain[i] - seen[i], plain[i] - label[i]))
         for i in np.flatnonzero(got["lane_change"] | got["left_behind"]):
-            sideways.append((got["lane_change"][i], pasted["trajectory"][i, -1, 1] - batch["trajectory"][i, -1, 1].item(),
+            sideways.append((got["lane_change"][i], pasted["trajectory"][i, -1, 1] - label_end[i, 1],
                              seen_end[i, 1] - plain_end[i, 1]))
     r = np.array(found, float).reshape(-1, 5)
     sw = np.array(sideways, float).reshape(-1, 3)
@@ -156,4 +155,7 @@ def _lane_change(sw: np.ndarray) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(finite(main()), indent=1))   # an empty group's NaN prints as null
+    import _pool
+
+    with _pool.json_stdout() as emit:   # an empty group's NaN prints as null
+        emit(main())

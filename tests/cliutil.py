@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 
 
+# the smallest `dojo train` flags that run: a 16 px network, one step, no progress bar
+TINY_TRAIN = ["--batch-size", "4", "--workers", "0", "--no-progress", "--frames", "2", "--image-size", "16",
+        "--width", "4", "--stages", "2", "--hidden", "16", "--checkpoint-every", "1"]
+
+
 def run(capsys, monkeypatch, *args) -> tuple[int, str, str]:
     """`dojo ARGS` in this process, as the console script runs it: (exit code, stdout, stderr)."""
     from opendojo.cli import main

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from opendojo.errors import ConfigError
-from cliutil import dojo as _dojo, one_line_error as _one_line_error, tree as _tree, Ran as _Ran
+from cliutil import TINY_TRAIN, dojo as _dojo, one_line_error as _one_line_error, tree as _tree, Ran as _Ran
 
 
 @pytest.fixture
@@ -181,9 +181,7 @@ def train_run(tmp_path_factory, train_store):
 
     run = tmp_path_factory.mktemp("trainrun") / "run"
     r = CliRunner().invoke(app, ["train", "--store", str(train_store / "st"), "--dataset", "d", "--steps", "1",
-                                 "--checkpoint-every", "1", "--run-dir", str(run), "--batch-size", "4",
-                                 "--workers", "0", "--no-progress", "--frames", "2", "--image-size", "16",
-                                 "--width", "4", "--stages", "2", "--hidden", "16"])
+                                 "--run-dir", str(run), *TINY_TRAIN])
     assert r.exit_code == 0, r.output
     return run
 

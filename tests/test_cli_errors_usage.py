@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from opendojo.errors import StoreError
-from cliutil import run as _dojo, one_line_error as _one_line_error, tree as _tree, Ran as _Ran
+from cliutil import TINY_TRAIN, run as _dojo, one_line_error as _one_line_error, tree as _tree, Ran as _Ran
 
 
 # -- 1. Click's usage errors: one line, exit 2 --------------------------------------------------
@@ -144,10 +144,6 @@ def test_the_store_raises_a_filter_error_naming_the_filter(store):
 
 # -- 3. dojo train saves its store absolute --------------------------------------------------
 
-TINY = ["--batch-size", "4", "--workers", "0", "--no-progress", "--frames", "2", "--image-size", "16",
-        "--width", "4", "--stages", "2", "--hidden", "16", "--checkpoint-every", "1"]
-
-
 def test_local_store_paths_are_made_absolute_and_urls_kept(tmp_path, monkeypatch):
     from opendojo.clips import absolute_store
 
@@ -163,7 +159,7 @@ def test_a_run_saves_a_relative_store_absolute_and_resumes_from_elsewhere(train_
     monkeypatch.chdir(train_store)
     run = tmp_path / "run"
     code, _, err = _dojo(capsys, monkeypatch, "train", "--store", "st", "--dataset", "d", "--steps", "1",
-                         "--run-dir", run, *TINY)
+                         "--run-dir", run, *TINY_TRAIN)
     assert code == 0, err
     saved = json.loads((run / "config.json").read_text())["train"]["store"]
     assert saved == str(train_store / "st")
@@ -200,7 +196,7 @@ def test_a_run_saved_with_a_relative_store_still_resumes_with_it(train_store, tm
     monkeypatch.chdir(train_store)
     run = tmp_path / "old"
     code, _, err = _dojo(capsys, monkeypatch, "train", "--store", "st", "--dataset", "d", "--steps", "1",
-                         "--run-dir", run, *TINY)
+                         "--run-dir", run, *TINY_TRAIN)
     assert code == 0, err
     cfg = json.loads((run / "config.json").read_text())
     cfg["train"]["store"] = "st"

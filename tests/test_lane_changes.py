@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import pytest
 
+from opendojo.train.inputs import with_object_channel
 from opendojo.train.synthesis import (COLOURS, LANE_WIDTH_M, MIN_LANE_CHANGE_S, SIZES_M, Geometry, Thing,
                                       _min_jerk, clears, draw_field, draw_thing, lane_change, lane_free,
                                       lane_markings, lanes_beside, pixel_at, synthesize, vacated_lane)
@@ -157,7 +158,7 @@ def _highway_batch(speed: float = 22.0, n: int = 48):
         frame, lane, lanes = _camera_frame("highway_sparse", seed)
         if 0 < lane < lanes - 1:
             break
-    frames = np.concatenate([frame, np.zeros((SIZE, SIZE, 1), np.uint8)], -1)
+    frames = with_object_channel(frame, np.zeros((SIZE, SIZE), np.uint8))
     return {"frames": np.repeat(frames[None, None], n, 0).repeat(4, 1),
             "speed": np.full(n, speed, np.float32),
             "trajectory": np.repeat(_straight(speed)[None], n, 0),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from opendojo.label.hindsight import LabelSpec
-from opendojo.train.inputs import input_frames
+from opendojo.train.inputs import input_frames, with_object_channel
 from opendojo.train.model import PolicyConfig, PolicyNet
 from opendojo.train.occupancy import camera_geometry, cost_field
 from opendojo.train.synthesis import COLOURS, SIZES_M, draw_box, draw_field, draw_thing, pixel_at
@@ -63,7 +63,7 @@ def test_a_pasted_car_lands_in_the_object_channel_where_the_frames_own_field_put
 def test_draw_thing_draws_into_the_object_channel_only_with_four_channels():
     geo, traj, thing = camera(SIZE), straight(20.0), car(30.0)
     rgb = np.full((2, SIZE, SIZE, 3), 100, np.uint8)
-    four = np.concatenate([rgb, np.zeros((2, SIZE, SIZE, 1), np.uint8)], -1)
+    four = with_object_channel(rgb, np.zeros((2, SIZE, SIZE), np.uint8))
     out3, out4 = draw_thing(rgb, traj, 20.0, thing, geo), draw_thing(four, traj, 20.0, thing, geo)
     np.testing.assert_array_equal(out4[..., :3], out3)
     field = out4[..., 3].astype(float)

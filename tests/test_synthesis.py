@@ -55,9 +55,9 @@ def test_braking_arc_comes_to_the_thing_speed_within_the_room():
 def test_the_cut_label_stops_behind_a_stopped_car_on_the_driven_path():
     # a path that bends right: the cut label keeps to it and ends short of the car
     traj = np.stack([20 * TIMES, 0.4 * TIMES**2], -1).astype(np.float32)
-    pts, arc = path_arc(traj.astype(np.float64))
+    pts, arc = path_arc(traj)
     new, decel = stop_behind(traj, 20.0, _car(40.0), _geo())
-    _, new_arc = path_arc(new.astype(np.float64))
+    _, new_arc = path_arc(new)
     assert decel > 0 and new_arc[-1] <= 40.0 - EGO_HALF_LENGTH_M - 2.5 - GAP_M + 1e-4
     # every point is on the driven path: its lateral offset is the path's at that arc
     np.testing.assert_allclose(new[:, 1], np.interp(new_arc[1:], arc, pts[:, 1]), atol=0.05)

@@ -157,7 +157,7 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
         py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
     from opendojo.train.path import path_arc
 
-    arc = path_arc(traj[:, :2].astype(np.float64))[1][1:]
+    arc = path_arc(traj[:, :2])[1][1:]
     target_speed = float(np.min(arc / times))
     acc = speed_gain * (target_speed - speed)
     d2 = px * px + py * py

@@ -27,7 +27,7 @@ def _metrics(pred: np.ndarray, target: np.ndarray) -> dict:
 def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch_size: int = 64,
                        progress=None) -> dict:
     from opendojo.train.checkpoint import load_checkpoint, read_meta, resolve, trained_command
-    from opendojo.train.inputs import clip_field, with_object_channel
+    from opendojo.train.inputs import catalog_rows, clip_field, with_object_channel
     from opendojo.train.loader import ClipDecoder, ClipLabels, history_offsets
     from opendojo.train.model import PolicyConfig, PolicyNet
 
@@ -39,8 +39,7 @@ def evaluate_open_loop(checkpoint: str | Path, store, clip_ids: list[str], batch
     net.eval()
     spec = LabelSpec(horizon_s=pc.horizon_s, waypoints=pc.horizon)
     labels = ClipLabels(store, clip_ids, spec, pc.frames, pc.frame_stride, trained_command(meta))
-    rows = {r["clip_id"]: r for r in store.catalog(
-        columns=["clip_id", "n_frames", "fps", "width", "source"]).to_pylist()}
+    rows = catalog_rows(store)
     decoder = ClipDecoder(store, rows, pc.image_size)
     offsets = history_offsets(pc.frames, pc.frame_stride)
     preds, ctrls, targets, ctargets, speeds, commands = [], [], [], [], [], []

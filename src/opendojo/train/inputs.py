@@ -52,12 +52,18 @@ def clip_field(store, clip_id: str, cfg, row: dict | None = None,
     return clip_cost_field(store, row or store.row(clip_id), cfg.image_size, frames)
 
 
+def catalog_rows(store) -> dict[str, dict]:
+    """Each catalogued clip's row, by clip id, with the columns that decoding it
+    (`ClipStore.read_frames`, `ClipDecoder`) and its object channel (`clip_field`) read."""
+    columns = ["clip_id", "n_frames", "fps", "width", "source"]
+    return {r["clip_id"]: r for r in store.catalog(columns=columns).to_pylist()}
+
+
 def clip_inputs(store, clip_ids: list[str], cfg=None):
     """(clip id, decoded frames, object channel) of each stored clip, for running a network
     over them (shadow mode, embeddings): the catalog is read once, each clip decoded once.
     The channel is None without `cfg` or where `cfg` has none (`clip_field`)."""
-    columns = ["clip_id", "n_frames", "fps", "width", "source"]   # what decoding and the field read
-    catalog = {r["clip_id"]: r for r in store.catalog(columns=columns).to_pylist()} if clip_ids else {}
+    catalog = catalog_rows(store) if clip_ids else {}
     for cid in clip_ids:
         row = catalog.get(cid) or store.row(cid)
         frames = store.read_frames(cid, row=row)

@@ -39,7 +39,7 @@ from opendojo.engine.triggers import clip_triggers
 from opendojo.errors import DatasetError
 from opendojo.label.hindsight import LabelSpec, read_labels
 from opendojo.train.config import CommandSource
-from opendojo.train.inputs import with_object_channel
+from opendojo.train.inputs import catalog_rows, with_object_channel
 
 
 def history_offsets(frames: int, stride: int) -> np.ndarray:
@@ -255,8 +255,7 @@ class TrainLoader:
         # every rank needs at least one block: small datasets get smaller blocks
         cfg = replace(cfg, block_clips=max(1, min(cfg.block_clips, len(self.labels.clip_ids) // world)))
         self.store, self.cfg, self.rank, self.world = store, cfg, rank, world
-        cat = store.catalog(columns=["clip_id", "n_frames", "fps", "width", "source"]).to_pylist()
-        self.rows = {r["clip_id"]: r for r in cat if r["clip_id"] in self.labels.per_clip}
+        self.rows = {c: r for c, r in catalog_rows(store).items() if c in self.labels.per_clip}
         if cfg.collision:
             self._collision_geometry(spec)
         self.synthesis = None         # the camera things are pasted at (opendojo.train.synthesis)
@@ -367,7 +366,7 @@ class TrainLoader:
                   position: tuple[int, int] = (0, 0), clips: list[str] = ()) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         pick = lambda key: np.stack([info[k][key][f] for k, f in pairs])  # noqa: E731
-        history = [(k, history_indices(f, cfg.frames, cfg.frame_stride)) for k, f in pairs]
+        history = list(zip(pairs[:, 0], history_indices(pairs[:, 1], cfg.frames, cfg.frame_stride)))
         frames = np.stack([videos[k][idx] for k, idx in history])
         if cfg.object_channel:   # the clips' cost fields as a 4th channel (train.inputs)
             frames = with_object_channel(frames, np.stack([fields[k][idx] for k, idx in history]))

@@ -56,8 +56,9 @@ def point_at(path: np.ndarray, spacing: float, distance: float) -> tuple[float, 
 
 def path_arc(traj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A label's path from the ego (the origin) through its waypoints [W, 2]: the points
-    [W+1, 2] and their arc lengths [W+1]."""
-    pts = np.concatenate([np.zeros((1, 2), traj.dtype), traj])
+    [W+1, 2] and their arc lengths [W+1], in float64 whatever the label's dtype."""
+    traj = np.asarray(traj, np.float64)
+    pts = np.concatenate([np.zeros((1, 2)), traj])
     return pts, np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
 
 

@@ -42,7 +42,7 @@ by the batch's position, so a resumed run pastes the same things.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -215,7 +215,7 @@ class Thing:
 def placed(traj: np.ndarray, thing: Thing) -> tuple[np.ndarray, np.ndarray]:
     """Where a thing goes for a label [W, 2]: `distance_m` along the driven path and
     `side_m` to its right (m ahead, m right), and the path's direction there."""
-    pts, arc = path_arc(traj.astype(np.float64))
+    pts, arc = path_arc(traj)
     (pos,), (direction,) = along(pts, arc, [thing.distance_m])
     return pos + thing.side_m * np.array([-direction[1], direction[0]]), direction
 
@@ -242,13 +242,13 @@ def draw_at(frames: np.ndarray, pos: np.ndarray, direction: np.ndarray, speed: f
     goes into it too (`draw_field`)."""
     out = frames.astype(np.float32)
     t_count, h, w = frames.shape[:3]
+    axis = np.array([-direction[0], direction[1]])
     for k in range(t_count):
         age = (t_count - 1 - k) * geo.history_dt
         # the ego was speed*age behind (straight), the thing thing.speed*age back along its way
         x = pos[0] + speed * age - thing.speed * age * direction[0]
         y = pos[1] - thing.speed * age * direction[1]
         centre = pixel_at(x, y, h, w, geo)
-        axis = np.array([-direction[0], direction[1]])
         draw_box(out[k, ..., :3], centre, axis, thing.size_m, thing.colour, geo.px_per_m)
         if out.shape[-1] == 4:
             draw_field(out[k, ..., 3], centre, axis, thing.size_m, geo.px_per_m)
@@ -261,7 +261,7 @@ def stop_behind(traj: np.ndarray, speed: float, thing: Thing, geo: Geometry) -> 
     the car), and the deceleration to brake at now (`braking_arc`)."""
     if thing.speed >= speed:          # not closing in: the gap only opens
         return traj, 0.0
-    pts, arc = path_arc(traj.astype(np.float64))
+    pts, arc = path_arc(traj)
     gap = EGO_HALF_LENGTH_M + thing.size_m[0] / 2 + GAP_M + HEADWAY_S * thing.speed
     room = thing.distance_m - gap
     # Too near to stop in time, the label brakes as hard as a car can (MAX_DECEL), no harder.
@@ -351,7 +351,7 @@ def vacated_lane(traj: np.ndarray, distance_m: float) -> tuple[np.ndarray, np.nd
     heading along the lane again), the point `distance_m` ahead on the centre of the lane
     it left, and the lane's direction: one lane back across from the straight line
     through the label's end. None for any other label."""
-    pts, _ = path_arc(traj.astype(np.float64))
+    pts, _ = path_arc(traj)
     end, seg = pts[-1], pts[-1] - pts[-2]
     if abs(end[1]) < 1.0 or np.linalg.norm(seg) < 0.5 or abs(seg[1]) > 0.1 * abs(seg[0]):
         return None
@@ -364,7 +364,7 @@ def vacated_lane(traj: np.ndarray, distance_m: float) -> tuple[np.ndarray, np.nd
 def clears(traj: np.ndarray, pos: np.ndarray, thing: Thing) -> bool:
     """Does the path of a label pass a thing at `pos` without its box (grown by
     CLEARANCE_M) touching the car's? Checked every 0.25 m along the path."""
-    pts, arc = path_arc(traj.astype(np.float64))
+    pts, arc = path_arc(traj)
     p, _ = along(pts, arc, np.arange(0.0, arc[-1] + 0.25, 0.25))
     near = np.abs(p[:, 0] - pos[0]) < EGO_HALF_LENGTH_M + thing.size_m[0] / 2 + CLEARANCE_M
     return bool(np.all(np.abs(p[near, 1] - pos[1]) >= EGO_HALF_WIDTH_M + thing.size_m[1] / 2 + CLEARANCE_M))
@@ -407,7 +407,7 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
         in_path, keeps = thing.side_m == 0.0, keeps_lane(label)
         if lane_changes and in_path and not keeps:
             vacated = vacated_lane(label, thing.distance_m)
-            stopped = Thing(thing.distance_m, 0.0, 0.0, thing.size_m, COLOURS[0])
+            stopped = replace(thing, side_m=0.0, speed=0.0, colour=COLOURS[0])
             if vacated is not None and clears(label, vacated[0], stopped):
                 batch["frames"][i] = draw_at(batch["frames"][i], *vacated, v, stopped, geo)
                 out["left_behind"][i] = True
