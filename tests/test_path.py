@@ -7,7 +7,7 @@ import torch
 from opendojo.evaluate.closed_loop import pure_pursuit
 from opendojo.train.config import ModelSettings, TrainConfig
 from opendojo.train.model import PolicyConfig, PolicyNet, example_inputs
-from opendojo.train.path import path_targets
+from opendojo.train.path import path_arc, path_targets, progress
 from opendojo.train.trainer import policy_loss
 
 
@@ -79,3 +79,30 @@ def test_steering_on_the_path_keeps_the_roads_shape_when_the_car_is_slow():
     assert abs(on_path - true) < abs(on_time - true)
     # the speed still comes from the trajectory
     assert pure_pursuit(sharp, 6.0, cfg, 1.0, path=road)[0] == pure_pursuit(sharp, 6.0, cfg, 1.0)[0]
+
+
+def test_progress_is_the_arc_length_forward_and_counts_a_reversal_against_it():
+    times = np.arange(1, 7) * 0.5
+    # forward, even round a turn that bends past 90 degrees in the horizon: the arc length
+    turn = _turn(8.0)
+    assert np.degrees(8.0 * 3.0 / 12.0) > 90
+    np.testing.assert_allclose(progress(turn), path_arc(turn)[1][1:])
+    # a plan behind the car, backing away at 0.5 m/s: it goes nowhere forward
+    back = np.stack([-0.5 * times, np.zeros(6)], 1)
+    np.testing.assert_allclose(progress(back), -0.5 * times)
+    # forward 4 m, then back 3 m: the last point is 1 m along, not 7
+    there_and_back = np.array([[2.0, 0], [4.0, 0], [3.0, 0], [2.0, 0], [1.0, 0], [1.0, 0]])
+    np.testing.assert_allclose(progress(there_and_back), [2, 4, 3, 2, 1, 1])
+    # jitter of a car standing still (moves under `still_m`) neither adds nor flips
+    jitter = np.array([[0.01, 0.0], [0.0, 0.01], [-0.01, 0.0], [3.0, 0.0], [6.0, 0], [9.0, 0]])
+    assert progress(jitter)[-1] == pytest.approx(path_arc(jitter)[1][-1])
+
+
+def test_a_plan_behind_the_car_asks_for_a_stop_and_never_for_reversing():
+    cfg = PolicyConfig()
+    times = np.arange(1, 7) * 0.5
+    back = np.stack([-0.3 * times, 0.05 * times], 1)
+    assert pure_pursuit(back, 0.0, cfg, 1.0)[0] == 0.0         # standing: stay standing
+    assert pure_pursuit(back, 2.0, cfg, 1.0)[0] == pytest.approx(-1.5 * 2.0)   # rolling: stop
+    # the arc length alone read the same plan as a forward pace of 0.3 m/s
+    assert np.min(path_arc(back)[1][1:] / times) > 0.29

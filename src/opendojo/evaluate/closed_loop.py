@@ -133,7 +133,9 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
     Speed: the slowest average pace the waypoints imply (path length to waypoint k over
     t_k), so that a predicted slow-down anywhere ahead brakes now. The path length, not
     the forward coordinate: on a turn (a roundabout's entry, an intersection) the path
-    bends away from x and x_k / t_k asked for a stop the driver never made. Steering:
+    bends away from x and x_k / t_k asked for a stop the driver never made. A stretch
+    where the waypoints run back the way they came counts against the pace (`progress`),
+    so a plan behind the car asks for a stop, not a crawl; never for reversing. Steering:
     pure pursuit on the waypoint interpolated at the lookahead time or, given the path
     head's `path` (points every `cfg.path_spacing` m), on its point `speed x lookahead_s`
     metres ahead, which keeps the road's shape at any speed (`opendojo.train.path`).
@@ -155,10 +157,9 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
         tl = min(max(lookahead_s, times[0]), times[-1])
         px = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 0]]))
         py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
-    from opendojo.train.path import path_arc
+    from opendojo.train.path import progress
 
-    arc = path_arc(traj[:, :2])[1][1:]
-    target_speed = float(np.min(arc / times))
+    target_speed = max(0.0, float(np.min(progress(traj[:, :2]) / times)))
     acc = speed_gain * (target_speed - speed)
     d2 = px * px + py * py
     steer = math.atan2(2.0 * wheelbase * py, d2) if d2 > 1e-6 else 0.0

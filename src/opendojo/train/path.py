@@ -62,6 +62,30 @@ def path_arc(traj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts, np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
 
 
+def progress(traj: np.ndarray, still_m: float = 0.05) -> np.ndarray:
+    """How far along its own path the car is at each waypoint [W, 2], metres: the arc
+    length, except that a stretch running back the way the path came counts against it.
+
+    A segment's direction is compared with the last one that moved (`still_m` or more;
+    the first with the car's heading, +x): turned by more than 90 degrees, the path has
+    reversed, and it stays reversed until it turns back. A turn, however sharp over the
+    horizon (a roundabout bends past 90 degrees in 3 s), changes direction a little per
+    waypoint and keeps counting forward; a plan that puts the car behind where it is
+    (a stopped network's may) counts as going nowhere, not as a slow pace.
+    """
+    pts, arc = path_arc(traj)
+    steps = np.diff(pts, axis=0)
+    length = np.diff(arc)
+    sign, heading, signed = 1.0, np.array([1.0, 0.0]), np.empty_like(length)
+    for k, (step, n) in enumerate(zip(steps, length)):
+        if n >= still_m:
+            if float(step @ heading) < 0.0:
+                sign = -sign
+            heading = step / n
+        signed[k] = sign * n
+    return np.cumsum(signed)
+
+
 def along(pts: np.ndarray, arc: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Points [K, 2] and unit directions [K, 2] at arc lengths `s` along a path, straight on
     past its end (and straight ahead along x where the path is shorter than a metre)."""
