@@ -64,15 +64,16 @@ def main(argv=None) -> dict:
     import _pool
     import opendojo.train.synthesis as synthesis
     from opendojo.evaluate.closed_loop import load_network
-    from opendojo.train.checkpoint import read_meta, trained_command
+    from opendojo.train.checkpoint import read_meta, trained_settings
     from opendojo.train.config import TrainConfig
+    from opendojo.train.occupancy import is_birds_eye
     from opendojo.train.trainer import label_spec, make_loader
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     checkpoint = _pool.resolve_checkpoint(a.checkpoint)
     meta = read_meta(checkpoint)
-    trained = {**meta["train"], "command": trained_command(meta)}   # as trainer.saved_config has it
+    trained = trained_settings(meta)
     if a.scale_things != 1.0:
         synthesis.SIZES_M = tuple((l * a.scale_things, w * a.scale_things) for l, w in synthesis.SIZES_M)
         synthesis.OUTLINE_M *= a.scale_things
@@ -85,7 +86,7 @@ def main(argv=None) -> dict:
                          "collision_weight": 0.0, "reaction_oversample": 0})
     loader = make_loader(cfg.model_copy(update={"synthetic_share": 0.0}))
     rows = list(loader.rows.values())
-    if any(r["source"] not in synthesis.BIRDS_EYE_SOURCES for r in rows):
+    if not all(is_birds_eye(r) for r in rows):
         raise SystemExit(f"{cfg.dataset} {a.split} holds clips that are not bird's-eye simulator "
                          "video: things are pasted only into those")
     geometry = synthesis.clips_geometry(rows, cfg.model.image_size, cfg.model.frame_stride,

@@ -3,7 +3,6 @@ checked before the slow work (and the plot written atomically), negative counts 
 a label filter that matches nothing, an ingest with nothing to ingest, and a loop pointed
 at a training run. Each is one line on stderr, exit 1, nothing written."""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -196,8 +195,5 @@ def test_loop_refuses_a_training_run_dir_as_its_run_dir(sub, train_run, capsys, 
 
 
 def test_loop_still_starts_in_a_fresh_run_dir(tmp_path, capsys, monkeypatch, no_fleet):
-    monkeypatch.setattr(sys, "argv", ["dojo", "loop", "--run-dir", str(tmp_path / "fresh")])
-    from opendojo.cli import main
-
     with pytest.raises(_Ran, match="fleet"):
-        main()
+        _dojo(capsys, monkeypatch, "loop", "--run-dir", tmp_path / "fresh")

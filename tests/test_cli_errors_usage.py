@@ -7,7 +7,6 @@ saves its store absolute so that a run resumes from any working directory; and a
 refuses a demo's run directory."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -236,8 +235,5 @@ def test_loop_still_resumes_its_own_run_dir(tmp_path, capsys, monkeypatch, no_fl
     (run / "loop.json").write_text(json.dumps({"config": LoopConfig(run_dir=str(run)).model_dump(),
                                                "rounds": []}))
     (run / "run.json").write_text("{}")
-    monkeypatch.setattr(sys, "argv", ["dojo", "loop", "--run-dir", str(run)])
-    from opendojo.cli import main
-
     with pytest.raises(_Ran, match="fleet"):
-        main()
+        _dojo(capsys, monkeypatch, "loop", "--run-dir", run)

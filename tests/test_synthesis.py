@@ -12,8 +12,8 @@ import torch
 from opendojo.engine.quality import QualityConfig, gap_ahead
 from opendojo.label.hindsight import LabelSpec
 from opendojo.train.path import path_arc
-from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, MAX_DECEL, braking_arc,
-                                      draw_thing, stop_behind, synthesize)
+from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, MAX_DECEL, MOVING_MAX,
+                                      braking_arc, draw_thing, pick_thing, stop_behind, synthesize)
 from synthutil import TIMES
 from synthutil import car as _car
 from synthutil import geo as _geo
@@ -149,13 +149,11 @@ def test_a_car_ahead_that_is_not_closing_in_leaves_the_label_as_driven():
 
 
 def test_some_pasted_cars_drive_faster_than_the_car_and_none_is_braked_for():
-    from opendojo.train.synthesis import MOVING_MAX, pick_thing
-
     rng = np.random.default_rng(1)
     things = [pick_thing(rng, 20.0, 60.0, 0.0) for _ in range(400)]
     moving = np.array([t.speed for t in things if t.speed > 0])
     assert moving.max() <= MOVING_MAX * 20.0 and (moving >= 20.0).mean() > 0.1
+    label, geo = _straight(20.0), _geo()
     for t in things:
         if t.speed >= 20.0:
-            label = _straight(20.0)
-            assert stop_behind(label, 20.0, t, _geo())[0] is label
+            assert stop_behind(label, 20.0, t, geo)[0] is label

@@ -24,8 +24,9 @@ import numpy as np
 
 from opendojo.errors import ConfigError, DojoError
 from opendojo.evaluate.scoring import Episode, episode_metrics
-
 from opendojo.fleet.config import EVAL_SEED_BASE  # seed ranges: see opendojo.fleet.config
+from opendojo.train.inputs import input_frames
+
 REFERENCE_SPEED_SHARE = 0.7  # route length = share x speed limit x episode duration
 # The validation suite: the same items on other held-out seeds, for choosing settings (a
 # controller's constants, a training config) without looking at the test suite that the
@@ -95,8 +96,6 @@ class NetworkDriver:
 
     def observe(self, frame: np.ndarray) -> None:
         """Add a full-resolution camera frame to the history the network reads."""
-        from opendojo.train.inputs import input_frames
-
         frame = input_frames(frame[None], self.cfg)[0]
         self.history.append(frame)
         while len(self.history) < self.history.maxlen:   # first step: repeat the only frame
@@ -147,18 +146,16 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
     law, calibrated on the fleet"): the margin makes up for networks that do not brake
     for what is ahead, so it stays.
     """
+    from opendojo.train.path import point_at, progress
+
     dt = cfg.horizon_s / cfg.horizon
     times = dt * np.arange(1, cfg.horizon + 1)
     if path is not None:
-        from opendojo.train.path import point_at
-
         px, py = point_at(path, cfg.path_spacing, speed * lookahead_s)
     else:
         tl = min(max(lookahead_s, times[0]), times[-1])
         px = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 0]]))
         py = float(np.interp(tl, np.r_[0.0, times], np.r_[0.0, traj[:, 1]]))
-    from opendojo.train.path import progress
-
     target_speed = max(0.0, float(np.min(progress(traj[:, :2]) / times)))
     acc = speed_gain * (target_speed - speed)
     d2 = px * px + py * py

@@ -92,6 +92,12 @@ def trained_command(meta: dict) -> str:
     return (meta.get("train") or {}).get("command", "hindsight")
 
 
+def trained_settings(meta: dict) -> dict:
+    """The `TrainConfig` fields a checkpoint (or a run's config.json) was trained with, its
+    route command as `trained_command` reads it."""
+    return {**meta["train"], "command": trained_command(meta)}
+
+
 def model_config_diff(meta: dict, expect_model: dict) -> tuple[list[str], dict]:
     """The model-config fields where a checkpoint's JSON differs from `expect_model`, and the
     checkpoint's config with fields added since it was written at the values they had then."""

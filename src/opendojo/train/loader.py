@@ -274,9 +274,9 @@ class TrainLoader:
 
     def _collision_geometry(self, spec: LabelSpec) -> None:
         """The collision cost compares fields of one scale over one number of later frames."""
-        from opendojo.train.occupancy import BIRDS_EYE_SOURCES, camera_geometry
+        from opendojo.train.occupancy import camera_geometry, is_birds_eye
 
-        sim = [r for r in self.rows.values() if r["source"] in BIRDS_EYE_SOURCES]
+        sim = [r for r in self.rows.values() if is_birds_eye(r)]
         widths = {r["width"] for r in sim} or {self.cfg.image_size}
         rates = {round(float(r["fps"]), 3) for r in self.rows.values()}
         if len(widths) > 1 or len(rates) > 1:
@@ -386,10 +386,10 @@ class TrainLoader:
         """Synthesised road users (opendojo.train.synthesis) in a share of the batch's
         samples from bird's-eye clips, drawn with a generator seeded by the batch's place in
         the order: the same batch always gets the same things, resumed or not."""
-        from opendojo.train.occupancy import BIRDS_EYE_SOURCES
+        from opendojo.train.occupancy import is_birds_eye
         from opendojo.train.synthesis import synthesize
 
-        sim = np.array([self.rows[c]["source"] in BIRDS_EYE_SOURCES for c in clips])
+        sim = np.array([is_birds_eye(self.rows[c]) for c in clips])
         rng = np.random.default_rng([self.cfg.seed, *position, self.rank, 0x5917])
         synthesize(arrays, sim[pairs[:, 0]], self.cfg.synthetic_share, rng, self.synthesis,
                    lane_changes=self.cfg.synthetic_lane_changes)

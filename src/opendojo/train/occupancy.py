@@ -52,6 +52,11 @@ BIRDS_EYE_SOURCES = ("sim",)
 COST_FIELD_CACHE = "costfield"   # cache kind: <store>/cache/costfield-<S>-v1/
 
 
+def is_birds_eye(row: dict) -> bool:
+    """Is a catalog row's clip bird's-eye simulator video, where metres map to pixels?"""
+    return row.get("source", "sim") in BIRDS_EYE_SOURCES
+
+
 def camera_geometry(clip_width: int, image_size: int) -> tuple[float, float]:
     """(pixels per metre, ego row as a fraction of the height) at `image_size`, for a clip
     filmed `clip_width` pixels wide by the fleet camera."""
@@ -99,7 +104,7 @@ def clip_cost_field(store, row: dict, size: int, frames: np.ndarray | None = Non
     from opendojo.clips.frame_cache import cache_dir, cached_array
 
     n = int(row["n_frames"])
-    if row.get("source", "sim") not in BIRDS_EYE_SOURCES:
+    if not is_birds_eye(row):
         return np.zeros((n, size, size), np.uint8)
 
     def compute():

@@ -93,10 +93,10 @@ def along(pts: np.ndarray, arc: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, 
     if arc[-1] < 1.0:
         return np.stack([s, np.zeros_like(s)], -1), np.tile([1.0, 0.0], (len(s), 1))
     seg = np.clip(np.searchsorted(arc, s, side="right") - 1, 0, len(arc) - 2)
-    seg_len = np.maximum(arc[seg + 1] - arc[seg], 1e-6)
-    direction = (pts[seg + 1] - pts[seg]) / seg_len[:, None]
+    seg_len = arc[seg + 1] - arc[seg]
+    direction = (pts[seg + 1] - pts[seg]) / np.maximum(seg_len, 1e-6)[:, None]
     # a segment where the car stood still has no direction: use the path's overall one
-    still = arc[seg + 1] - arc[seg] < 1e-3
+    still = seg_len < 1e-3
     direction[still] = (pts[-1] / arc[-1])
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     return pts[seg] + direction * (s - arc[seg])[:, None], direction

@@ -54,8 +54,8 @@ from highway_env.vehicle.objects import Obstacle
 from opendojo.engine.quality import object_mask
 from opendojo.fleet.camera import Camera
 from opendojo.train.path import along, path_arc
-from opendojo.train.occupancy import (BIRDS_EYE_SOURCES, EGO_HALF_LENGTH_M, EGO_HALF_WIDTH_M, MARGIN_M,
-                                      camera_geometry)
+from opendojo.train.occupancy import (EGO_HALF_LENGTH_M, EGO_HALF_WIDTH_M, MARGIN_M, camera_geometry,
+                                      is_birds_eye)
 
 # (length, width) in metres of what highway-env draws: a car and an obstacle
 SIZES_M = ((Vehicle.LENGTH, Vehicle.WIDTH), (float(Obstacle.LENGTH), float(Obstacle.WIDTH)))
@@ -104,7 +104,7 @@ def clips_geometry(rows, image_size: int, frame_stride: int, times: np.ndarray) 
     frames apart, labels with waypoints at `times` (`LabelSpec.times`)."""
     from opendojo.errors import DatasetError
 
-    sim = [r for r in rows if r["source"] in BIRDS_EYE_SOURCES]
+    sim = [r for r in rows if is_birds_eye(r)]
     widths = {r["width"] for r in sim}
     rates = {round(float(r["fps"]), 3) for r in sim}
     if len(widths) > 1 or len(rates) > 1:
@@ -299,8 +299,9 @@ def lanes_beside(markings: np.ndarray) -> tuple[bool, bool]:
     lane to that side of the car (its own lane's edge) and another about a lane beyond it
     (the far edge of the next lane). At a road's edge the last marking has none beyond."""
     def side(sign: int) -> bool:
-        near = [m for m in sign * markings if 0.5 < m <= LANE_WIDTH_M / 2 + 1.0]
-        return any(abs(m - n - LANE_WIDTH_M) <= 1.0 for n in near for m in sign * markings)
+        mirrored = sign * markings
+        near = [m for m in mirrored if 0.5 < m <= LANE_WIDTH_M / 2 + 1.0]
+        return any(abs(m - n - LANE_WIDTH_M) <= 1.0 for n in near for m in mirrored)
     return side(-1), side(1)
 
 
@@ -317,7 +318,7 @@ def lane_free(field: np.ndarray, px_per_m: float, ego_row: float, lateral_m: flo
     r1 = min(int(math.ceil(ego_row * h + BEHIND_M * px_per_m)), h)
     if len(cols) == 0 or r0 >= r1:
         return False
-    return bool(field[r0:r1, cols].max(initial=0) < 32)
+    return bool(field[r0:r1, cols].max() < 32)
 
 
 def _min_jerk(tau: np.ndarray) -> np.ndarray:
@@ -404,14 +405,16 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
         thing = pick_thing(rng, v, reach, side_share)
         label = batch["trajectory"][i]
         out["pasted"][i] = True
-        in_path, keeps = thing.side_m == 0.0, keeps_lane(label)
+        in_path = thing.side_m == 0.0
+        keeps = lane_changes and keeps_lane(label)
         if lane_changes and in_path and not keeps:
             vacated = vacated_lane(label, thing.distance_m)
-            stopped = replace(thing, side_m=0.0, speed=0.0, colour=COLOURS[0])
-            if vacated is not None and clears(label, vacated[0], stopped):
-                batch["frames"][i] = draw_at(batch["frames"][i], *vacated, v, stopped, geo)
-                out["left_behind"][i] = True
-                continue
+            if vacated is not None:
+                stopped = replace(thing, speed=0.0, colour=COLOURS[0])
+                if clears(label, vacated[0], stopped):
+                    batch["frames"][i] = draw_at(batch["frames"][i], *vacated, v, stopped, geo)
+                    out["left_behind"][i] = True
+                    continue
         pos, direction = placed(label, thing)
         batch["frames"][i] = draw_at(batch["frames"][i], pos, direction, v, thing, geo)
         if not in_path:

@@ -29,7 +29,7 @@ from opendojo import code_version
 from opendojo.atomic import write_text
 from opendojo.errors import CheckpointError, ConfigError, DatasetError
 from opendojo.label.hindsight import LabelSpec
-from opendojo.train.checkpoint import checkpoints, load_checkpoint, read_meta, save_checkpoint, trained_command
+from opendojo.train.checkpoint import checkpoints, load_checkpoint, read_meta, save_checkpoint, trained_settings
 from opendojo.train.config import TrainConfig, to_toml
 from opendojo.train.loader import LoaderConfig, TrainLoader
 from opendojo.train.model import PolicyNet
@@ -158,7 +158,7 @@ def saved_config(run_dir: Path) -> TrainConfig:
     try:
         saved_json = json.loads((run_dir / "config.json").read_text())
         # A run from before TrainConfig.command was fed the hindsight command: keep it so.
-        return TrainConfig(**{**saved_json["train"], "command": trained_command(saved_json)})
+        return TrainConfig(**trained_settings(saved_json))
     except (ValueError, KeyError, TypeError) as e:     # JSONDecodeError, ValidationError
         why = (f"{e.errors()[0]['loc']}: {e.errors()[0]['msg']}" if isinstance(e, ValidationError)
                else f"{type(e).__name__}: {e}")
