@@ -157,3 +157,15 @@ def test_some_pasted_cars_drive_faster_than_the_car_and_none_is_braked_for():
     for t in things:
         if t.speed >= 20.0:
             assert stop_behind(label, 20.0, t, geo)[0] is label
+
+
+def test_a_faster_pasted_car_is_clear_of_the_ego_in_every_history_frame():
+    """It was nearer in the older frames: where it starts leaves room for that."""
+    rng = np.random.default_rng(3)
+    speed, history_s = 30.0, 0.3
+    faster = [t for t in (pick_thing(rng, speed, 60.0, 0.0, history_s) for _ in range(2000))
+              if t.speed > speed]
+    assert len(faster) > 50
+    for t in faster:
+        oldest = t.distance_m - (t.speed - speed) * history_s   # its distance ahead then
+        assert oldest >= EGO_HALF_LENGTH_M + t.size_m[0] / 2 + 1.0 - 1e-9

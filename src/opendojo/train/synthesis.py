@@ -371,17 +371,20 @@ def clears(traj: np.ndarray, pos: np.ndarray, thing: Thing) -> bool:
     return bool(np.all(np.abs(p[near, 1] - pos[1]) >= EGO_HALF_WIDTH_M + thing.size_m[1] / 2 + CLEARANCE_M))
 
 
-def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_share: float) -> Thing:
+def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_share: float,
+               history_s: float = 0.0) -> Thing:
     """A random thing for a sample at `speed`: a car or an obstacle, at most `reach_m`
     ahead; half the cars are traffic (blue) at up to `MOVING_MAX` x `speed` (slower ones
     to brake for, the rest to keep driving behind), the rest, like obstacles, stand still
     (yellow, or red as highway-env draws what crashed); a share `side_share` a lane
-    (3.5-4.5 m) to either side of the path."""
+    (3.5-4.5 m) to either side of the path. A car faster than the ego was nearer in the
+    older frames (`draw_at`): it starts far enough ahead to have been clear of the ego
+    `history_s` seconds ago too."""
     size = SIZES_M[rng.integers(len(SIZES_M))]
     moving = size == SIZES_M[0] and rng.random() < 0.5
     thing_speed = float(rng.uniform(0, MOVING_MAX * speed)) if moving else 0.0
     side = float(rng.choice([-1, 1]) * rng.uniform(3.5, 4.5)) if rng.random() < side_share else 0.0
-    near = EGO_HALF_LENGTH_M + size[0] / 2 + 1.0
+    near = EGO_HALF_LENGTH_M + size[0] / 2 + 1.0 + max(thing_speed - speed, 0.0) * history_s
     return Thing(distance_m=float(rng.uniform(near, reach_m)), side_m=side, speed=thing_speed,
                  size_m=size, colour=COLOURS[1 if moving else rng.choice([0, 2])])
 
@@ -394,7 +397,7 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
     which had their label cut, which had it turned into a lane change round the thing and
     which got a stopped thing in the lane their driver was leaving (bool [B] each; the last
     two only with `lane_changes`)."""
-    b, _, h = batch["frames"].shape[:3]
+    b, t_count, h = batch["frames"].shape[:3]
     if lane_changes and batch["frames"].shape[-1] != 4:
         raise ValueError("lane changes need frames with the object channel: it says whether "
                          "the lane beside is free")
@@ -402,7 +405,7 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
     out = {k: np.zeros(b, bool) for k in ("pasted", "in_path", "braked", "lane_change", "left_behind")}
     for i in np.flatnonzero(eligible & (batch["speed"] >= MIN_SPEED) & (rng.random(b) < share)):
         v = float(batch["speed"][i])
-        thing = pick_thing(rng, v, reach, side_share)
+        thing = pick_thing(rng, v, reach, side_share, (t_count - 1) * geo.history_dt)
         label = batch["trajectory"][i]
         out["pasted"][i] = True
         in_path = thing.side_m == 0.0
