@@ -37,6 +37,8 @@ def test_a_usage_error_is_one_line_with_exit_code_2(args, words, tmp_path, capsy
 @pytest.mark.parametrize("args, words", [
     (["ingest", "in.mp4", "--size", "3"], ["--size must be a positive even number", "not 3"]),
     (["ingest", "in.mp4", "--fps", "0"], ["--fps must be positive", "not 0"]),
+    (["ingest", "in.mp4", "--fps", "inf"], ["--fps must be positive and finite", "not inf"]),
+    (["clips", "ls", "--limit", "-1"], ["--limit must be at least 0", "not -1"]),
     (["engine", "shadow", "-c", "none", "--every", "0"], ["--every must be at least 1", "not 0"]),
     (["engine", "fleet-drive", "-c", "none", "--rare-event-rate", "2"],
      ["--rare-event-rate must be between 0 and 1", "not 2"]),

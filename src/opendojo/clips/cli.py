@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from opendojo.cliflags import at_least, positive
 from opendojo.clips import store_option
 
 console = Console(soft_wrap=True)
@@ -35,8 +36,7 @@ def ingest_cmd(
 
     if size <= 0 or size % 2:
         raise ConfigError(f"--size must be a positive even number (H.264 needs even sizes), not {size}")
-    if not fps > 0:     # NaN too
-        raise ConfigError(f"--fps must be positive, not {fps:g}")
+    positive("--fps", fps)
     found, bad = find_inputs(paths)
     if not found:   # nothing to import: refused before any store is made
         raise ConfigError("nothing to ingest: " + "; ".join(map(str, bad)))
@@ -66,10 +66,8 @@ def ls_cmd(
 ) -> None:
     """List clips (filterable)."""
     from opendojo.clips.store import ClipStore
-    from opendojo.errors import ConfigError
 
-    if limit < 0:
-        raise ConfigError(f"--limit must be 0 (all) or more, not {limit}")
+    at_least("--limit", limit, 0)
     s = ClipStore(store)
     rows = s.catalog(where).sort_by("clip_id").to_pylist()
     table = Table(title=f"{len(rows)} clip(s) in {s.url}" + (f" where {where}" if where else ""))

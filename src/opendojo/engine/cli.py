@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from opendojo.cliflags import at_least, share
 from opendojo.clips import store_option
 from opendojo.errors import ConfigError
 from opendojo.fleet.config import RARE_EVENT_RATE
@@ -41,18 +42,6 @@ def _bar(label: str):
         if done >= total:
             prog.stop()
     return update
-
-
-def _share(flag: str, value: float, most: float = 1.0) -> None:
-    """Refuse (one line, exit 1 like every other out-of-range flag) a share outside 0..most."""
-    if not 0.0 <= value <= most:    # NaN too
-        raise ConfigError(f"{flag} must be between 0 and {most:g}, not {value:g}")
-
-
-def _count(flag: str, value: int) -> None:
-    """Refuse (one line, exit 1) a count below 1."""
-    if value < 1:
-        raise ConfigError(f"{flag} must be at least 1, not {value}")
 
 
 def _open(store: str):
@@ -115,7 +104,7 @@ def shadow_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c", help="t
     """Offline shadow mode: where the network disagrees with what the drivers did."""
     from opendojo.engine.shadow import run_shadow
 
-    _count("--every", every)
+    at_least("--every", every)
     t = run_shadow(_open(store), checkpoint, every=every, force=force, progress=_bar("shadow"))
     rows = sorted(t.to_pylist(), key=lambda r: -(r["disagreement"] if r["disagreement"] == r["disagreement"] else -1))
     typer.echo(f"{t.num_rows} clips compared; most disagreement:")
@@ -141,8 +130,8 @@ def fleet_drive_cmd(checkpoint: str = typer.Option(..., "--checkpoint", "-c"),
         raise ConfigError(f"--mode must be safety or shadow, not {mode!r}")
     if profile not in PROFILES:
         raise ConfigError(f"--profile: no driver profile {profile!r} (one of {', '.join(PROFILES)})")
-    _count("--episodes", episodes)
-    _share("--rare-event-rate", rare_event_rate)
+    at_least("--episodes", episodes)
+    share("--rare-event-rate", rare_event_rate)
     out = fleet_drive(_open(store), checkpoint, mode=mode, episodes=episodes, seed=seed,
                       profile=profile, rare_event_rate=rare_event_rate)
     typer.echo(json.dumps(out))
@@ -164,10 +153,9 @@ def curate_cmd(store: str = StoreOpt,
     from opendojo.engine.curate import curate, parse_budget
     from opendojo.engine.select import SelectionConfig
 
-    if show < 0:
-        raise ConfigError(f"--show must be 0 or more, not {show}")
-    _share("--coverage", coverage)
-    _share("--drop-worst", drop_worst, most=0.99)
+    at_least("--show", show, 0)
+    share("--coverage", coverage)
+    share("--drop-worst", drop_worst, most=0.99)
     cfg = SelectionConfig(budget=parse_budget(budget), coverage=coverage, drop_worst=drop_worst)
     sel = curate(_open(store), name, cfg, filter=filter, holdout=holdout)
     typer.echo(f"dataset {name}: {len(sel.clip_ids)} clips, {sel.frames} of {sel.total_frames} frames "
@@ -184,6 +172,6 @@ def similar_cmd(clip_id: str = typer.Argument(..., help="a clip id"),
     """The clips most like this one (cosine similarity of clip embeddings, FAISS)."""
     from opendojo.engine.index import similar
 
-    _count("-k", k)
+    at_least("-k", k)
     for cid, sim in similar(_open(store), clip_id, k):
         typer.echo(f"{cid}  {sim:.3f}")

@@ -3,11 +3,12 @@ calibrate this host. Heavy imports (torch, matplotlib) happen inside the command
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from opendojo.cliflags import at_least, positive
 
 machine_app = typer.Typer(help="The Dojo machine model: D1, tile, ExaPOD against GPU clusters.",
                           no_args_is_help=True)
@@ -46,8 +47,8 @@ def _workload(width: int, stages: int, hidden: int):
     from opendojo.errors import ConfigError
     from opendojo.machine.workload import policy_workload
 
-    if min(width, stages, hidden) < 1:
-        raise ConfigError("--width, --stages and --hidden must be positive")
+    for flag, value in (("--width", width), ("--stages", stages), ("--hidden", hidden)):
+        at_least(flag, value)
     if stages > MAX_CHANNELS.bit_length() or width << (stages - 1) > MAX_CHANNELS:
         raise ConfigError(f"--width {width} --stages {stages}: the last conv stage would have "
                           f"width x 2^(stages-1) = {width} x 2^{stages - 1} channels; at most "
@@ -55,19 +56,6 @@ def _workload(width: int, stages: int, hidden: int):
     if hidden > MAX_HIDDEN:
         raise ConfigError(f"--hidden {hidden}: at most {MAX_HIDDEN:,}")
     return policy_workload(width=width, stages=stages, hidden=hidden, batch=1)
-
-
-def _positive(flag: str, value: float, most: float = math.inf, zero_ok: bool = False) -> None:
-    """Refuse (one line) a number that is not positive (or 0 with `zero_ok`), not finite,
-    or above `most`."""
-    from opendojo.machine.spec import MachineError
-
-    if zero_ok and not (0 <= value < math.inf):
-        raise MachineError(f"{flag} must be 0 or more (and finite), not {value}")
-    if not zero_ok and not (0 < value < math.inf):
-        raise MachineError(f"{flag} must be a positive finite number, not {value}")
-    if value > most:
-        raise MachineError(f"{flag} {value:g}: at most {most:,g}")
 
 
 @machine_app.command()
@@ -124,10 +112,10 @@ def plan(frames_per_day: float = typer.Option(160e9, help="video frames to train
     from opendojo.machine.planner import DEFAULT_MACHINES, plan as make_plan
     from opendojo.machine.spec import catalog, units_for_flops
 
-    _positive("--samples-per-pflops", samples_per_pflops, MAX_SAMPLES_PER_PFLOPS)
-    _positive("--frames-per-day", frames_per_day)
+    positive("--samples-per-pflops", samples_per_pflops, MAX_SAMPLES_PER_PFLOPS)
+    positive("--frames-per-day", frames_per_day)
     if peak_flops is not None:
-        _positive("--peak-flops", peak_flops)
+        positive("--peak-flops", peak_flops)
     w = _workload(width, stages, hidden)
     con = _console()
     if peak_flops is not None:
@@ -167,9 +155,9 @@ def compare(reference: str = typer.Option("exapod", help="the Dojo machine to co
     from opendojo.machine.planner import DEFAULT_MACHINES, compare as cmp, plot_comparison, scaling_curve
     from opendojo.machine.spec import MachineError
 
-    _positive("--samples-per-pflops", samples_per_pflops, MAX_SAMPLES_PER_PFLOPS)
+    positive("--samples-per-pflops", samples_per_pflops, MAX_SAMPLES_PER_PFLOPS)
     if usd_per_kwh is not None:
-        _positive("--usd-per-kwh", usd_per_kwh, zero_ok=True)
+        positive("--usd-per-kwh", usd_per_kwh, zero_ok=True)
     if plot is not None:
         if plot.suffix.lower() not in PLOT_SUFFIXES:
             raise MachineError(f"--plot {plot}: give a file name ending in {', '.join(PLOT_SUFFIXES)} "
@@ -211,9 +199,7 @@ def calibrate(out: Optional[Path] = typer.Option(None, help="where to write the 
     """Measure this machine (matmul, conv table, memory bandwidth, per-op cost) into a `host` spec."""
     from opendojo.machine.calibrate import calibrate as run
 
-    if threads < 1:
-        from opendojo.machine.spec import MachineError
-        raise MachineError("--threads must be at least 1")
+    at_least("--threads", threads)
     m, path = run(out, threads, quick)
     con = _console()
     con.print(f"matmul {_si(m['matmul_flops'], 'FLOP/s')}, memory {_si(m['memory_bandwidth'], 'B/s')}, "
