@@ -42,6 +42,19 @@ def test_onnx_matches_torch(tmp_path):
         np.testing.assert_allclose(ctrl, ref["controls"].numpy(), atol=1e-4)
 
 
+@pytest.mark.parametrize("object_channel", [False, True])
+def test_the_sidecar_gives_the_frames_shape_the_graph_takes(tmp_path, object_channel):
+    import onnxruntime as ort
+
+    ck, _, _ = _checkpoint(tmp_path, object_channel=object_channel)
+    export_onnx(ck, tmp_path / "policy.onnx", tolerance=1e-4)
+    said = json.loads((tmp_path / "policy.onnx.json").read_text())["inputs"]["frames"]
+    frames = next(i for i in ort.InferenceSession(str(tmp_path / "policy.onnx")).get_inputs()
+                  if i.name == "frames")
+    assert said.startswith("uint8 [B," + ",".join(map(str, frames.shape[1:])) + "]")
+    assert frames.shape[-1] == (4 if object_channel else 3)
+
+
 def test_export_refuses_to_overwrite_and_bad_checkpoints(tmp_path):
     ck, _, _ = _checkpoint(tmp_path)
     (tmp_path / "policy.onnx").write_bytes(b"keep")

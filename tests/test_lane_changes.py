@@ -9,8 +9,9 @@ import pytest
 
 from opendojo.train.inputs import with_object_channel
 from opendojo.train.synthesis import (COLOURS, LANE_WIDTH_M, MIN_LANE_CHANGE_S, SIZES_M, Geometry, Thing,
-                                      _min_jerk, clears, draw_field, draw_thing, lane_change, lane_free,
-                                      lane_markings, lanes_beside, pixel_at, synthesize, vacated_lane)
+                                      _drive_round, _min_jerk, clears, draw_field, draw_thing, lane_change, lane_free,
+                                      lane_markings, lanes_beside, pixel_at, placed, synthesize,
+                                      vacated_lane)
 from synthutil import TIMES, centroid, geo
 from synthutil import car as _stopped
 from synthutil import straight as _straight
@@ -110,11 +111,11 @@ def test_every_lane_change_clears_the_thing_where_it_was_drawn_on_a_drifting_pat
         label[:, 1] = rng.uniform(-0.9, 0.9) * (TIMES / TIMES[-1]) ** 2     # within keeps_lane
         thing = _stopped(distance)
         frames = draw_thing(np.zeros((4, SIZE, SIZE, 4), np.uint8), label, speed, thing, geo)
-        pos = _drawn_at(frames, geo)
-        moved = lane_change(label, pos, thing, int(rng.choice([-1, 1])), TIMES)
+        # planned where `placed` puts the thing (as synthesize does), checked where it was drawn
+        moved = lane_change(label, placed(label, thing)[0], thing, int(rng.choice([-1, 1])), TIMES)
         if moved is not None:
             made += 1
-            assert clears(moved, pos, thing)
+            assert clears(moved, _drawn_at(frames, geo), thing)
     assert made > 50
 
 
@@ -158,11 +159,28 @@ def _highway_batch(speed: float = 22.0, n: int = 48):
         frame, lane, lanes = _camera_frame("highway_sparse", seed)
         if 0 < lane < lanes - 1:
             break
+    else:
+        raise AssertionError("no highway_sparse start in a middle lane")
     frames = with_object_channel(frame, np.zeros((SIZE, SIZE), np.uint8))
     return {"frames": np.repeat(frames[None, None], n, 0).repeat(4, 1),
             "speed": np.full(n, speed, np.float32),
             "trajectory": np.repeat(_straight(speed)[None], n, 0),
             "controls": np.zeros((n, 2), np.float32)}
+
+
+def test_where_the_left_lane_has_no_time_to_pass_the_thing_the_label_goes_right():
+    geo, speed = _geo(), 22.0
+    newest, label = _highway_batch(speed, n=1)["frames"][0, -1], _straight(speed)   # both lanes free
+    for distance in np.arange(10.0, 60.0, 0.5):     # a stopped car 0.9 m left of the path
+        pos, thing = np.array([distance, -0.9]), _stopped(distance)
+        if lane_change(label, pos, thing, -1, geo.times) is None and \
+                lane_change(label, pos, thing, 1, geo.times) is not None:
+            break
+    else:
+        raise AssertionError("no distance where only the right lane has time")
+    around = _drive_round(newest, label, pos, thing, geo)
+    assert around is not None and around[-1, 1] == pytest.approx(LANE_WIDTH_M, abs=0.05)
+    assert clears(around, pos, thing)
 
 
 def test_synthesize_drives_round_stopped_things_where_a_lane_is_free_and_brakes_where_none_is():

@@ -76,7 +76,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4
                                   "nothing written")
     info = {"onnx": str(out), "checkpoint": str(ckpt), "model": pc.to_dict(),
             "max_abs_diff": diff, "tolerance": tolerance, "opset": 18,
-            "inputs": {"frames": "uint8 [B,T,H,W,3]", "speed": "float32 [B] m/s",
+            "inputs": {"frames": f"uint8 [B,{pc.frames},{pc.image_size},{pc.image_size},{pc.channels}]"
+                                 + (" RGB + object channel" if pc.object_channel else " RGB"),
+                       "speed": "float32 [B] m/s",
                        "command": "int64 [B] 0 left 1 straight 2 right"},
             "outputs": {"trajectory": "float32 [B,H,2] ego-frame metres", "controls":
                         "float32 [B,2] (acceleration m/s^2, steering rad)"},

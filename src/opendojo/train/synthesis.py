@@ -441,10 +441,13 @@ def _drive_round(newest: np.ndarray, label: np.ndarray, pos: np.ndarray, thing: 
                  geo: Geometry) -> np.ndarray | None:
     """The label changed into a lane beside the car that the newest frame [H, W, 4] shows
     marked and its object channel free up to AHEAD_M beyond the thing at `pos` (where
-    `placed` put it; left before right); None where there is none or no time (`lane_change`)."""
+    `placed` put it; left before right, the right where the left has no time); None where
+    neither has room and time (`lane_change`)."""
     left, right = lanes_beside(lane_markings(newest, geo.px_per_m, geo.ego_row))
     for side, marked in ((-1, left), (1, right)):
         if marked and lane_free(newest[..., 3], geo.px_per_m, geo.ego_row, side * LANE_WIDTH_M,
                                 thing.distance_m + AHEAD_M):
-            return lane_change(label, pos, thing, side, geo.times)
+            around = lane_change(label, pos, thing, side, geo.times)
+            if around is not None:
+                return around
     return None
