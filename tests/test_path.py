@@ -85,7 +85,7 @@ def test_progress_is_the_arc_length_forward_and_counts_a_reversal_against_it():
     times = np.arange(1, 7) * 0.5
     # forward, even round a turn that bends past 90 degrees in the horizon: the arc length
     turn = _turn(8.0)
-    assert np.degrees(8.0 * 3.0 / 12.0) > 90
+    assert np.diff(turn[:, 0])[-1] < 0        # its last step runs back along x: past 90 degrees
     np.testing.assert_allclose(progress(turn), path_arc(turn)[1][1:])
     # a plan behind the car, backing away at 0.5 m/s: it goes nowhere forward
     back = np.stack([-0.5 * times, np.zeros(6)], 1)
@@ -99,10 +99,10 @@ def test_progress_is_the_arc_length_forward_and_counts_a_reversal_against_it():
 
 
 def test_a_plan_behind_the_car_asks_for_a_stop_and_never_for_reversing():
-    cfg = PolicyConfig()
-    times = np.arange(1, 7) * 0.5
+    cfg, gain = PolicyConfig(), 1.5
+    times = np.arange(1, cfg.horizon + 1) * cfg.horizon_s / cfg.horizon
     back = np.stack([-0.3 * times, 0.05 * times], 1)
-    assert pure_pursuit(back, 0.0, cfg, 1.0)[0] == 0.0         # standing: stay standing
-    assert pure_pursuit(back, 2.0, cfg, 1.0)[0] == pytest.approx(-1.5 * 2.0)   # rolling: stop
+    assert pure_pursuit(back, 0.0, cfg, 1.0, speed_gain=gain)[0] == 0.0        # standing: stay
+    assert pure_pursuit(back, 2.0, cfg, 1.0, speed_gain=gain)[0] == pytest.approx(-gain * 2.0)  # stop
     # the arc length alone read the same plan as a forward pace of 0.3 m/s
     assert np.min(path_arc(back)[1][1:] / times) > 0.29

@@ -330,7 +330,7 @@ def lane_change(traj: np.ndarray, pos: np.ndarray, thing: Thing, side: int, time
     """The label [W, 2] moved one lane to `side` (-1 left, +1 right) by a minimum-jerk lane
     change that starts now, at the driven pace: LANE_CHANGE_S long, or as much shorter as
     it takes for the label's path (its waypoints joined, as the controller follows them)
-    to pass the thing at `pos` (m ahead, m right: where `draw_thing` put it) with
+    to pass the thing at `pos` (m ahead, m right: where `placed` puts it) with
     CLEARANCE_M to spare (`clears`); None where that would take less than
     MIN_LANE_CHANGE_S."""
     base = traj.astype(np.float64)
@@ -409,7 +409,7 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
         label = batch["trajectory"][i]
         out["pasted"][i] = True
         in_path = thing.side_m == 0.0
-        keeps = lane_changes and keeps_lane(label)
+        keeps = lane_changes and in_path and keeps_lane(label)
         if lane_changes and in_path and not keeps:
             vacated = vacated_lane(label, thing.distance_m)
             if vacated is not None:
@@ -423,7 +423,7 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
         if not in_path:
             continue
         out["in_path"][i] = True
-        if lane_changes and thing.speed < SWERVE_SPEED_SHARE * v and keeps:
+        if keeps and thing.speed < SWERVE_SPEED_SHARE * v:
             around = _drive_round(batch["frames"][i, -1], label, pos, thing, geo)
             if around is not None:
                 batch["trajectory"][i] = around
