@@ -18,12 +18,13 @@ def label(
     """Label each clip's frames from its own future telemetry (trajectory, speeds, controls, command)."""
     from rich.progress import Progress
 
+    from opendojo.cliflags import at_least, positive
     from opendojo.clips.store import ClipStore
     from opendojo.errors import ConfigError
     from opendojo.label.hindsight import LabelSpec, label_store
 
-    if horizon_s <= 0 or waypoints < 1:
-        raise ConfigError("--horizon-s must be > 0 and --waypoints >= 1")
+    positive("--horizon-s", horizon_s)
+    at_least("--waypoints", waypoints)
     cs = ClipStore(store)
     ids = cs.clip_ids(filter)
     if filter is not None and not ids:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from opendojo.cliflags import at_least
 from opendojo.clips import absolute_store, store_option
 from opendojo.train.config import ModelSettings, TrainConfig
 
@@ -179,8 +180,7 @@ def train_cmd(
     elif "store" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"store": absolute_store(store)})     # $DOJO_STORE, else data/fleet
 
-    if nproc < 1:
-        raise ConfigError("--nproc must be >= 1")
+    at_least("--nproc", nproc)
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         have, what = _available_procs()
         if nproc > have:
