@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 
 
-# the smallest `dojo train` flags that run: a 16 px network, one step, no progress bar
-TINY_TRAIN = ["--batch-size", "4", "--workers", "0", "--no-progress", "--frames", "2", "--image-size", "16",
-        "--width", "4", "--stages", "2", "--hidden", "16", "--checkpoint-every", "1"]
+# the smallest policy network's size: `dojo train` and the machine model's `dojo machine
+# plan/compare` (which traces its workload) take the same flags
+TINY_NETWORK = ["--width", "4", "--stages", "2", "--hidden", "16"]
+# that network on 2 frames of 16 px: the smallest `dojo train` model
+TINY_MODEL = ["--frames", "2", "--image-size", "16", *TINY_NETWORK]
+# the smallest `dojo train` flags that run: the tiny model, a checkpoint every step, no progress bar
+TINY_TRAIN = ["--batch-size", "4", "--workers", "0", "--no-progress", *TINY_MODEL, "--checkpoint-every", "1"]
+# the tiny model with a log line every step, no progress bar (checkpoints as the command defaults)
+QUICK_TRAIN = ["--batch-size", "4", "--workers", "0", "--no-progress", "--log-every", "1", *TINY_MODEL]
 
 
 def run(capsys, monkeypatch, *args) -> tuple[int, str, str]:

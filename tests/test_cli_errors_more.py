@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from opendojo.errors import ConfigError
-from cliutil import TINY_TRAIN, dojo as _dojo, one_line_error as _one_line_error, tree as _tree, Ran as _Ran
+from cliutil import TINY_NETWORK, TINY_TRAIN, dojo as _dojo, one_line_error as _one_line_error, tree as _tree, Ran as _Ran
 
 
 @pytest.fixture
@@ -19,9 +19,6 @@ def no_trace(monkeypatch):
     def traced(**kw):
         raise _Ran(f"the workload was traced: {kw}")
     monkeypatch.setattr(workload, "policy_workload", traced)
-
-
-TINY = ["--width", "4", "--stages", "2", "--hidden", "16"]
 
 
 # -- 1. machine plan: network sizes and numbers are bounded ---------------------------------
@@ -62,7 +59,7 @@ def test_the_size_bound_is_on_the_last_stage_and_admits_what_it_says(monkeypatch
 @pytest.mark.parametrize("name", ["noext", "p.txt", "p.jpg"])
 def test_compare_refuses_a_plot_without_a_supported_suffix_before_the_work(
         name, tmp_path, capsys, monkeypatch, no_trace):
-    code, err = _dojo(capsys, monkeypatch, "machine", "compare", *TINY, "--plot", tmp_path / name)
+    code, err = _dojo(capsys, monkeypatch, "machine", "compare", *TINY_NETWORK, "--plot", tmp_path / name)
     _one_line_error(code, err, "--plot", ".png", ".svg", ".pdf")
     assert _tree(tmp_path) == []
 
@@ -71,9 +68,9 @@ def test_compare_refuses_a_plot_path_through_a_file_or_onto_a_directory(tmp_path
                                                                         no_trace):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "d.png").mkdir()
-    code, err = _dojo(capsys, monkeypatch, "machine", "compare", *TINY, "--plot", tmp_path / "afile" / "p.png")
+    code, err = _dojo(capsys, monkeypatch, "machine", "compare", *TINY_NETWORK, "--plot", tmp_path / "afile" / "p.png")
     _one_line_error(code, err, "afile")
-    code, err = _dojo(capsys, monkeypatch, "machine", "compare", *TINY, "--plot", tmp_path / "d.png")
+    code, err = _dojo(capsys, monkeypatch, "machine", "compare", *TINY_NETWORK, "--plot", tmp_path / "d.png")
     _one_line_error(code, err, "is a directory")
     assert _tree(tmp_path) == ["afile", "d.png"]
 
@@ -82,7 +79,7 @@ def test_compare_writes_the_plot_atomically_in_the_format_of_its_suffix(tmp_path
     from matplotlib.figure import Figure
 
     out = tmp_path / "plots"
-    code, _ = _dojo(capsys, monkeypatch, "machine", "compare", *TINY, "--plot", out / "c.svg")
+    code, _ = _dojo(capsys, monkeypatch, "machine", "compare", *TINY_NETWORK, "--plot", out / "c.svg")
     assert code == 0
     assert _tree(out) == ["c.svg"]
     good = (out / "c.svg").read_bytes()
@@ -93,7 +90,7 @@ def test_compare_writes_the_plot_atomically_in_the_format_of_its_suffix(tmp_path
         raise RuntimeError("savefig died")
     monkeypatch.setattr(Figure, "savefig", broken)
     with pytest.raises(RuntimeError, match="savefig died"):
-        _dojo(capsys, monkeypatch, "machine", "compare", *TINY, "--plot", out / "c.svg")
+        _dojo(capsys, monkeypatch, "machine", "compare", *TINY_NETWORK, "--plot", out / "c.svg")
     assert _tree(out) == ["c.svg"] and (out / "c.svg").read_bytes() == good
 
 
@@ -139,7 +136,7 @@ def test_curate_refuses_a_negative_show_before_selecting(tmp_path, capsys, monke
 
 @pytest.mark.parametrize("price", ["-1", "-0.01", "inf", "nan"])
 def test_compare_refuses_a_negative_or_non_finite_electricity_price(price, capsys, monkeypatch, no_trace):
-    code, err = _dojo(capsys, monkeypatch, "machine", "compare", *TINY, "--usd-per-kwh", price)
+    code, err = _dojo(capsys, monkeypatch, "machine", "compare", *TINY_NETWORK, "--usd-per-kwh", price)
     _one_line_error(code, err, "--usd-per-kwh")
 
 

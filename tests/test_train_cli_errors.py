@@ -17,9 +17,7 @@ from opendojo.train.config import ModelSettings, TrainConfig
 from opendojo.train.dataset import create_dataset
 
 from clipfactory import labelled_synthetic_store
-
-TINY = ["--frames", "2", "--image-size", "16", "--width", "4", "--stages", "2", "--hidden", "16"]
-QUICK = ["--batch-size", "4", "--workers", "0", "--no-progress", "--log-every", "1", *TINY]
+from cliutil import QUICK_TRAIN, TINY_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +48,7 @@ def finished_run(store, tmp_path_factory):
     """A 2-step run (checkpoint at step 2) that tests resume from; snapshot to check nothing moved."""
     run = tmp_path_factory.mktemp("finished") / "run"
     r = _invoke("train", "--store", store.url, "--dataset", "d", "--steps", "2", "--checkpoint-every", "2",
-                "--run-dir", run, *QUICK)
+                "--run-dir", run, *QUICK_TRAIN)
     assert r.exit_code == 0, r.output
     return run
 
@@ -67,7 +65,7 @@ def finished_run(store, tmp_path_factory):
 def test_non_positive_numbers_are_refused_in_one_line_before_anything_is_written(store, tmp_path, flag,
                                                                                     value, field):
     run = tmp_path / "run"
-    r = _invoke("train", "--store", store.url, "--dataset", "d", "--run-dir", run, *QUICK, flag, value)
+    r = _invoke("train", "--store", store.url, "--dataset", "d", "--run-dir", run, *QUICK_TRAIN, flag, value)
     assert isinstance(r.exception, ConfigError), r.output
     assert f"{field}:" in str(r.exception) and "\n" not in str(r.exception)
     assert not run.exists()
@@ -156,10 +154,10 @@ def test_resume_refuses_flags_that_differ_from_the_saved_run(finished_run, tmp_p
 def test_resume_may_raise_steps_and_change_runtime_settings_and_given_equal_values(store, tmp_path):
     run = tmp_path / "run"
     common = ["--run-dir", run, "--no-progress", "--checkpoint-every", "2"]
-    assert _invoke("train", "--store", store.url, "--dataset", "d", "--steps", "2", *common, *QUICK[:2],
-                   *TINY, "--workers", "0").exit_code == 0
+    assert _invoke("train", "--store", store.url, "--dataset", "d", "--steps", "2", *common, "--batch-size", "4",
+                   *TINY_MODEL, "--workers", "0").exit_code == 0
     r = _invoke("train", "--resume", "--steps", "4", "--workers", "1", "--store", store.url,
-                "--dataset", "d", "--batch-size", "4", *TINY, *common)
+                "--dataset", "d", "--batch-size", "4", *TINY_MODEL, *common)
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.splitlines()[-1])["step"] == 4
     saved = json.loads((run / "config.json").read_text())["train"]
@@ -219,7 +217,7 @@ def test_dataset_commands_take_the_store_from_dojo_store(store):
 
 
 def test_train_store_comes_from_the_flag_else_the_config_file_else_dojo_store(store, tmp_path):
-    args = ["--dataset", "d", "--steps", "1", "--checkpoint-every", "1", *QUICK]
+    args = ["--dataset", "d", "--steps", "1", "--checkpoint-every", "1", *QUICK_TRAIN]
     r = _dojo("train", *args, "--run-dir", tmp_path / "env", env={"DOJO_STORE": store.url})
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "env" / "config.json").read_text())["train"]["store"] == store.url
@@ -251,7 +249,7 @@ def test_an_interrupted_run_says_where_it_stopped_and_how_to_resume(store, tmp_p
     monkeypatch.setattr(trainer, "lr_at", lr_at)
     run = tmp_path / "run"
     r = _invoke("train", "--store", store.url, "--dataset", "d", "--steps", "5", "--checkpoint-every", "2",
-                "--run-dir", run, *QUICK)
+                "--run-dir", run, *QUICK_TRAIN)
     assert r.exit_code == 130
     line, = r.stderr.splitlines()
     assert f"stopped at step {stop_at} of 5" in line
