@@ -115,12 +115,13 @@ def resolve_checkpoint(path: str) -> str:
         raise SystemExit(f"{e} (train one with `make demo`, or pass --checkpoint)") from None
 
 
-def group_summary(episodes: list[dict]) -> dict:
-    """Episodes, collisions and mean driving score of a group of closed-loop episodes."""
+def group_summary(episodes: list[dict], digits: int = 4) -> dict:
+    """Episodes, collisions and mean driving score (to `digits`) of a group of closed-loop
+    episodes."""
     import numpy as np
 
     return {"episodes": len(episodes), "collisions": sum(1 for e in episodes if e["collision"]),
-            "score": round(float(np.mean([e["score"] for e in episodes])), 4)}
+            "score": round(float(np.mean([e["score"] for e in episodes])), digits)}
 
 
 def diagnosis_header(a, checkpoint: str, items, t0: float) -> dict:
@@ -541,16 +542,17 @@ def per_event(episodes: list[dict], drivers: list[str]) -> dict:
 
 
 def per_item(episodes: list[dict], drivers: list[str]) -> dict:
-    """Per suite item (scenario + rare event): mean score and collisions of each driver."""
-    import numpy as np
-
+    """Per suite item (scenario + rare event): mean score (3 digits) and collisions of each
+    driver (`group_summary`, score first)."""
     it: dict[str, dict[str, list]] = {}
     for e in episodes:
         key = f"{e['scenario']}/{e['rare_event'] or 'none'}"
         it.setdefault(key, {}).setdefault(e["driver"], []).append(e)
-    return {k: {d: {"score": round(float(np.mean([e["score"] for e in g[d]])), 3),
-                    "collisions": sum(1 for e in g[d] if e["collision"]), "episodes": len(g[d])}
-                for d in drivers if d in g} for k, g in sorted(it.items())}
+
+    def cell(group: list[dict]) -> dict:
+        s = group_summary(group, digits=3)
+        return {k: s[k] for k in ("score", "collisions", "episodes")}
+    return {k: {d: cell(g[d]) for d in drivers if d in g} for k, g in sorted(it.items())}
 
 
 def _short(s: dict) -> dict:

@@ -111,14 +111,13 @@ def main(argv=None) -> dict:
         plain, seen = plain_end[:, 0], seen_end[:, 0]
         label_end = batch["trajectory"][:, -1].numpy()
         label = label_end[:, 0]
-        for i in np.flatnonzero(got["pasted"] & ~got["lane_change"] & ~got["left_behind"]):
-            found.append((got["braked"][i], got["in_path"][i], label[i] - pasted["trajectory"][i, -1, 0],
-                         plain[i] - seen[i], plain[i] - label[i]))
-        for i in np.flatnonzero(got["lane_change"] | got["left_behind"]):
-            sideways.append((got["lane_change"][i], pasted["trajectory"][i, -1, 1] - label_end[i, 1],
-                             seen_end[i, 1] - plain_end[i, 1]))
-    r = np.array(found, float).reshape(-1, 5)
-    sw = np.array(sideways, float).reshape(-1, 3)
+        sideways_only = got["lane_change"] | got["left_behind"]
+        found.append(np.stack([got["braked"], got["in_path"], label - pasted["trajectory"][:, -1, 0],
+                               plain - seen, plain - label], -1)[got["pasted"] & ~sideways_only])
+        sideways.append(np.stack([got["lane_change"], pasted["trajectory"][:, -1, 1] - label_end[:, 1],
+                                  seen_end[:, 1] - plain_end[:, 1]], -1)[sideways_only])
+    r = np.concatenate([np.empty((0, 5)), *found])      # float64, one row per sample
+    sw = np.concatenate([np.empty((0, 3)), *sideways])
     lc = sw[:, 0] > 0
     cut, ahead = r[:, 0] > 0, r[:, 1] > 0
     needed, made = float(r[cut, 2].mean()), float(r[cut, 3].mean())
