@@ -41,6 +41,8 @@ import time
 
 import numpy as np
 
+import _pool
+
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,7 +63,6 @@ def main(argv=None) -> dict:
 
     import torch
 
-    import _pool
     import opendojo.train.synthesis as synthesis
     from opendojo.evaluate.closed_loop import load_network
     from opendojo.train.checkpoint import read_meta, trained_settings
@@ -72,8 +73,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     checkpoint = _pool.resolve_checkpoint(a.checkpoint)
-    meta = read_meta(checkpoint)
-    trained = trained_settings(meta)
+    trained = trained_settings(read_meta(checkpoint))
     if a.scale_things != 1.0:
         synthesis.SIZES_M = tuple((l * a.scale_things, w * a.scale_things) for l, w in synthesis.SIZES_M)
         synthesis.OUTLINE_M *= a.scale_things
@@ -155,7 +155,5 @@ def _lane_change(sw: np.ndarray) -> dict:
 
 
 if __name__ == "__main__":
-    import _pool
-
     with _pool.json_stdout() as emit:   # an empty group's NaN prints as null
         emit(main())

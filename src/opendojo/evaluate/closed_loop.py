@@ -26,6 +26,7 @@ from opendojo.errors import ConfigError, DojoError
 from opendojo.evaluate.scoring import Episode, episode_metrics
 from opendojo.fleet.config import EVAL_SEED_BASE  # seed ranges: see opendojo.fleet.config
 from opendojo.train.inputs import input_frames
+from opendojo.train.path import point_at, progress
 
 REFERENCE_SPEED_SHARE = 0.7  # route length = share x speed limit x episode duration
 # The validation suite: the same items on other held-out seeds, for choosing settings (a
@@ -146,8 +147,6 @@ def pure_pursuit(traj: np.ndarray, speed: float, cfg, lookahead_s: float,
     law, calibrated on the fleet"): the margin makes up for networks that do not brake
     for what is ahead, so it stays.
     """
-    from opendojo.train.path import point_at, progress
-
     dt = cfg.horizon_s / cfg.horizon
     times = dt * np.arange(1, cfg.horizon + 1)
     if path is not None:
