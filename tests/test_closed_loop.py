@@ -5,7 +5,7 @@ import pytest
 
 from opendojo.evaluate.closed_loop import (
     EVAL_SEED_BASE, SUITES, NetworkDriver, SuiteItem, check_held_out, evaluate_suite,
-    pure_pursuit, run_episode, suite,
+    pure_pursuit, reached_destination, run_episode, suite,
 )
 from opendojo.evaluate.scoring import PENALTY, episode_metrics, mean_ci, summarize
 from opendojo.errors import DojoError
@@ -117,6 +117,37 @@ def test_episodes_in_the_simulator():
     off, _ = run_episode(_Const(0.0, 0.3), "off", item, duration_s=4.0)
     assert off.off_road_s > 0 or off.collision
     assert off.score < expert.score
+
+
+def test_only_the_routed_exit_counts_as_arrival():
+    """highway-env's has_arrived takes any exit lane, the one beside the approach included;
+    the suite ends an episode as arrived (full route) only on the exit the ego was routed to."""
+    from opendojo.fleet.camera import Camera
+    from opendojo.fleet.env import make_env
+
+    env = make_env("intersection", EVAL_SEED_BASE + 26, camera=Camera())
+    try:
+        base = env.unwrapped
+        ego = base.vehicle
+        approach = ego.lane_index
+        assert approach[0].startswith("o") and base.final_edge is not None
+
+        def put(edge, s):
+            lane = base.road.network.get_lane((*edge, 0))
+            ego.position, ego.heading = lane.position(s, 0.0), lane.heading_at(s)
+            ego.on_state_update()
+
+        # across the centre line of the approach: the exit lane back to where it came from
+        beside = (approach[1].replace("ir", "il"), approach[0])
+        put(beside, 40.0)
+        assert tuple(ego.lane_index[:2]) == beside
+        assert base.has_arrived(ego) and not reached_destination(env)
+        put(base.final_edge, 10.0)
+        assert not reached_destination(env)
+        put(base.final_edge, 30.0)
+        assert reached_destination(env)
+    finally:
+        env.close()
 
 
 def test_network_driver_drives_from_camera_speed_and_command():

@@ -230,7 +230,7 @@ def run_episode(driver, driver_name: str, item: SuiteItem, duration_s: float = 1
             if base.vehicle.crashed:
                 collision = collision_kind(env)
                 break
-            if end_of_road(env) or (hasattr(base, "has_arrived") and _arrived(base)):
+            if end_of_road(env) or reached_destination(env):
                 arrived = True
                 break
         ep = episode_metrics(driver_name, item.scenario, item.rare_event, item.seed,
@@ -241,11 +241,18 @@ def run_episode(driver, driver_name: str, item: SuiteItem, duration_s: float = 1
         env.close()
 
 
-def _arrived(base) -> bool:
-    try:
-        return bool(base.has_arrived(base.vehicle))
-    except Exception:  # noqa: BLE001 - envs without a destination
+def reached_destination(env, exit_distance: float = 25.0) -> bool:
+    """True when the ego is `exit_distance` m down the exit its route leads to, in scenes that
+    have a destination (the intersection). highway-env's own `has_arrived` accepts any exit
+    lane, the one beside the approach included: a car that drifted over the centre line
+    25 m before the junction had "arrived" and scored a full route."""
+    base = env.unwrapped
+    final = getattr(base, "final_edge", None)
+    if not hasattr(base, "has_arrived") or final is None:
         return False
+    ego = base.vehicle
+    return (tuple(ego.lane_index[:2]) == tuple(final)
+            and ego.lane.local_coordinates(ego.position)[0] >= exit_distance)
 
 
 # -- the suite in parallel ---------------------------------------------------------------------
