@@ -77,7 +77,7 @@ def test_a_zero_km_suite_is_valid_json_and_reported(tmp_path):
 
     n = 20                                  # a car that never moves: 0 km, rate undefined
     ep = episode_metrics("network", "merge", "", 9_000_000, np.arange(n) * 0.1, np.zeros(n),
-                         np.zeros(n), np.zeros(n), np.ones(n, bool), "", 60.0)
+                         np.zeros(n), np.zeros(n), np.ones(n, bool), np.zeros(n), "", 60.0)
     summary = {d: summarize([ep]) for d in ("network", "expert", "fleet (humans)")}
     assert math.isnan(summary["network"]["collisions_per_km"])
     run = tmp_path / "run"

@@ -15,7 +15,8 @@ def _ep(collision="", on_road=None, n=50, speed=20.0, route=100.0):
     t = np.arange(n) * 0.1
     x = speed * t
     return episode_metrics("d", "s", "", 0, t, x, np.zeros(n), np.full(n, speed),
-                           np.ones(n, bool) if on_road is None else on_road, collision, route)
+                           np.ones(n, bool) if on_road is None else on_road, np.zeros(n),
+                           collision, route)
 
 
 def test_score_is_completion_times_penalties():
@@ -36,12 +37,36 @@ def test_off_road_share_is_removed_from_completion():
     assert ep.route_completion == pytest.approx(0.98 * 24 / 49, rel=1e-6)
 
 
+def test_completion_counts_progress_along_the_lane_not_the_odometer():
+    n = 151
+    t = np.arange(n) * 0.1
+    lane = np.zeros(n)                       # a road heading along +x
+    on = np.ones(n, bool)
+    straight = _ep(n=n, speed=10.0, route=100.0)
+    assert straight.progress_m == pytest.approx(150.0) and straight.route_completion == 1.0
+    # 25 m/s in circles of 20 m radius: 375 m on the odometer, no way along the road
+    a = 25.0 * t / 20.0
+    circles = episode_metrics("d", "s", "", 0, t, 20 * np.sin(a), 20 * (1 - np.cos(a)),
+                              np.full(n, 25.0), on, lane, "", 100.0)
+    assert circles.distance_m > 300 and abs(circles.progress_m) < 20
+    assert circles.route_completion < 0.2
+    # against the lane's direction: the same odometer as straight, progress backwards
+    back = episode_metrics("d", "s", "", 0, t, -10.0 * t, np.zeros(n), np.full(n, 10.0), on,
+                           lane, "", 100.0)
+    assert back.distance_m == pytest.approx(straight.distance_m)
+    assert back.progress_m < 0 and back.route_completion == 0.0
+    # a curved lane: progress follows the lane's heading where the car is
+    arc = episode_metrics("d", "s", "", 0, t, 20 * np.sin(a), 20 * (1 - np.cos(a)),
+                          np.full(n, 25.0), on, a, "", 1000.0)
+    assert arc.progress_m == pytest.approx(arc.distance_m, rel=0.01)
+
+
 def test_jerk_and_summary():
     n = 40
     t = np.arange(n) * 0.1
     speed = 20 + np.where(np.arange(n) % 2, 1.0, -1.0)  # jerk 200 m/s^3
     ep = episode_metrics("d", "s", "", 0, t, np.cumsum(speed) * 0.1, np.zeros(n), speed,
-                         np.ones(n, bool), "", 50.0)
+                         np.ones(n, bool), np.zeros(n), "", 50.0)
     assert ep.mean_abs_jerk > 100 and ep.harsh_jerk_s > 3
     assert ep.score < ep.route_completion
     s = summarize([_ep(), _ep("vehicle"), _ep(), _ep()])

@@ -33,7 +33,7 @@ def _episodes(driver, scores_seed):
         speed = np.full(n, 15 + rng.uniform(0, 5))
         out.append(episode_metrics(driver, "merge", "cut_in" if i == 0 else "", 9_000_000 + i, t,
                                    np.cumsum(speed) * 0.1, np.zeros(n), speed, np.ones(n, bool),
-                                   "vehicle" if i == 1 and driver != "expert" else "", 60.0))
+                                   np.zeros(n), "vehicle" if i == 1 and driver != "expert" else "", 60.0))
     return out
 
 

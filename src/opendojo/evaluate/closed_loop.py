@@ -208,14 +208,17 @@ def run_episode(driver, driver_name: str, item: SuiteItem, duration_s: float = 1
         steps = int(round(duration_s * base.config["policy_frequency"]))
         limit = ego.lane.speed_limit or 30.0 if ego.lane is not None else 30.0
         route_len = REFERENCE_SPEED_SHARE * limit * duration_s
-        trace = {k: [] for k in ("t", "x", "y", "speed", "on_road")}
+        trace = {k: [] for k in ("t", "x", "y", "speed", "on_road", "lane_heading")}
         frames, predictions = [], []
 
         def log():
             s = ego_state(env)
             for k in ("t", "x", "y", "speed"):
                 trace[k].append(s[k])
-            trace["on_road"].append(bool(base.vehicle.on_road))
+            car = base.vehicle
+            trace["on_road"].append(bool(car.on_road))
+            trace["lane_heading"].append(float(car.lane.heading_at(
+                car.lane.local_coordinates(car.position)[0])))
 
         log()
         collision, arrived = "", False

@@ -13,6 +13,7 @@ coefficients (CARLA Leaderboard 1.0 values where CARLA has the infraction):
 | collision with a vehicle           | 0.60    | CARLA                                 |
 | collision with a static object     | 0.65    | CARLA (stalled car counts as vehicle) |
 | off-road driving                   | -       | CARLA: the share of the route driven off-road is removed from route completion |
+| (route completion)                 | -       | CARLA: the route's distance completed; here the progress along the lanes' direction (each step's displacement projected on the heading of the lane the car is in) over a route of 0.7 x the speed limit x the episode's length, or 1 on arriving at the routed exit. A car that circles or drives against its lane makes no progress |
 | harsh jerk (> 10 m/s^3, per second) | 0.95   | ours: comfort has no CARLA penalty; one factor per second spent above the limit, at most 5 |
 
 An episode ends at a collision (highway-env stops crashed cars), so a collision also cuts
@@ -50,6 +51,7 @@ class Episode:
     mean_abs_jerk: float      # m/s^3
     harsh_jerk_s: float
     score: float = field(default=0.0)
+    progress_m: float = math.nan   # along the lanes' direction (signed: backwards counts against)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,23 +59,28 @@ class Episode:
 
 def episode_metrics(driver: str, scenario: str, rare_event: str, seed: int, t: np.ndarray,
                     x: np.ndarray, y: np.ndarray, speed: np.ndarray, on_road: np.ndarray,
-                    collision: str, route_length_m: float, arrived: bool = False) -> Episode:
-    """Metrics and driving score from the ego's per-step trace (time s, x/y m, speed m/s)."""
-    t, x, y, speed = map(np.asarray, (t, x, y, speed))
+                    lane_heading: np.ndarray, collision: str, route_length_m: float,
+                    arrived: bool = False) -> Episode:
+    """Metrics and driving score from the ego's per-step trace (time s, x/y m, speed m/s,
+    the heading of the lane it is in, rad)."""
+    t, x, y, speed, lane_heading = map(np.asarray, (t, x, y, speed, lane_heading))
     on_road = np.asarray(on_road, bool)
     steps = len(t)
     dt = float(np.median(np.diff(t))) if steps > 1 else 0.0
-    seg = np.hypot(np.diff(x), np.diff(y)) if steps > 1 else np.zeros(0)
+    dx, dy = np.diff(x), np.diff(y)
+    seg = np.hypot(dx, dy)
     distance = float(seg.sum())
     off_distance = float(seg[~on_road[1:]].sum()) if steps > 1 else 0.0
-    completion = 1.0 if arrived else min(1.0, distance / route_length_m) if route_length_m > 0 else 0.0
+    progress = float((dx * np.cos(lane_heading[:-1]) + dy * np.sin(lane_heading[:-1])).sum())
+    completion = 1.0 if arrived else \
+        min(1.0, max(0.0, progress) / route_length_m) if route_length_m > 0 else 0.0
     if distance > 0:
         completion *= 1.0 - off_distance / distance
     jerk = np.abs(np.diff(speed, n=2)) / dt**2 if steps > 2 and dt > 0 else np.zeros(0)
     harsh_s = float((jerk > JERK_LIMIT).sum() * dt)
     ep = Episode(driver=driver, scenario=scenario, rare_event=rare_event or "", seed=int(seed),
                  steps=steps, duration_s=float(t[-1] - t[0]) if steps else 0.0,
-                 distance_m=distance, route_length_m=float(route_length_m),
+                 distance_m=distance, route_length_m=float(route_length_m), progress_m=progress,
                  route_completion=float(completion), collision=collision or "",
                  off_road_s=float((~on_road).sum() * dt), mean_abs_jerk=float(jerk.mean()) if len(jerk) else 0.0,
                  harsh_jerk_s=harsh_s)
