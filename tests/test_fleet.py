@@ -170,7 +170,9 @@ def test_the_fleet_records_with_its_drivers_sight(monkeypatch):
 
 
 def test_rare_events_and_human_drivers():
-    from opendojo.fleet.drivers import HUMAN_PROFILES, Driver
+    from dataclasses import replace
+
+    from opendojo.fleet.drivers import HUMAN_PROFILES, PROFILES, Driver
     from opendojo.fleet.env import make_env, step_command
 
     for scenario, event in [("highway_sparse", "stalled_vehicle"), ("highway_dense", "obstacle"),
@@ -182,11 +184,32 @@ def test_rare_events_and_human_drivers():
             d.reset(env)
             step_command(env, *d.command(env))
         env.close()
-    # A delayed driver repeats its first command until the delay has passed.
+    # A delayed driver repeats its first command until the delay has passed; pedals and
+    # wheel each lag by their own delay.
     env = make_env("highway_sparse", seed=2)
-    d = Driver("distracted", seed=0)
+    d = Driver(replace(PROFILES["distracted"], steering_noise=0.0, acceleration_noise=0.0),
+               seed=0)
     d.reset(env)
-    assert d.profile.reaction_delay > 0
+    pedals, wheel = (round(x * 10) for x in (d.profile.reaction_delay, d.profile.steering_delay))
+    assert pedals > wheel > 0
+    wanted = [(-0.5 - 0.1 * k, 0.01 * k) for k in range(12)]
+    d._intended = lambda base, ego, dt: wanted[k]
+    for k in range(12):
+        acc, steer = d.command(env)
+        assert acc == pytest.approx(wanted[max(0, k - pedals)][0])
+        assert steer == pytest.approx(wanted[max(0, k - wheel)][1])
+    env.close()
+
+
+def test_no_profile_circles_or_leaves_the_highway():
+    """Every profile keeps its lane's direction on an empty stretch of highway: the distance
+    it drives is its progress along the road (a steering loop 0.6 s late circled at speed)."""
+    from opendojo.evaluate.closed_loop import SuiteItem, run_episode
+    from opendojo.fleet.drivers import PROFILES, Driver
+
+    for name in PROFILES:
+        ep, _ = run_episode(Driver(name, seed=3), name, SuiteItem("highway_sparse", "", 11), 8.0)
+        assert ep.off_road_s == 0 and ep.progress_m > 0.98 * ep.distance_m, name
 
 
 def test_generate_is_reproducible_and_keeps_truth_apart(tmp_path):

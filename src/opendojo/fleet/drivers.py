@@ -45,7 +45,8 @@ class DriverProfile:
     lane_change_max_braking: float = 2.0  # MOBIL safety: braking imposed on the new follower
     lane_change_period: float = 1.0  # [s] between lane-change decisions
     random_lane_change: float = 0.0  # probability per decision of a lane change MOBIL did not ask for
-    reaction_delay: float = 0.0      # [s] commands reach the car this late
+    reaction_delay: float = 0.0      # [s] throttle and brake reach the car this late
+    steering_delay: float = 0.0      # [s] steering reaches the car this late
     steering_noise: float = 0.0      # [rad] std of a slowly wandering steering error
     acceleration_noise: float = 0.0  # [m/s^2] std of throttle jitter
     steering_gain: float = 1.0       # multiplies the lane-keeping steering
@@ -63,8 +64,11 @@ PROFILES: dict[str, DriverProfile] = {p.name: p for p in [
     replace(EXPERT, name="timid", speed_factor=0.75, time_gap=2.6, min_gap=14.0,
             max_acc=1.5, comfort_dec=3.0, politeness=0.6, lane_change_gain=1.0,
             lane_change_max_braking=1.0, lane_change_period=2.0, steering_gain=0.8),
+    # Late on the pedals, not on the wheel: with lane keeping 0.2 s late or more,
+    # highway-env's steering law weaves off the road, and at 0.6 s the car circles at speed.
     replace(EXPERT, name="distracted", speed_factor=0.95, reaction_delay=0.6,
-            steering_noise=0.03, acceleration_noise=0.6, lane_change_period=1.5),
+            steering_delay=0.1, steering_noise=0.03, acceleration_noise=0.6,
+            lane_change_period=1.5),
     replace(EXPERT, name="tailgater", speed_factor=1.05, time_gap=0.45, min_gap=6.5,
             max_acc=4.0, comfort_dec=6.0),
     replace(EXPERT, name="erratic_lane_changer", speed_factor=1.05, lane_change_gain=-0.3,
@@ -119,11 +123,12 @@ class Driver:
             steer += self._steer_err
         if p.acceleration_noise:
             acc += p.acceleration_noise * self.rng.standard_normal()
-        delay_steps = int(round(p.reaction_delay / dt))
+        pedals, wheel = (int(round(d / dt)) for d in (p.reaction_delay, p.steering_delay))
         self._queue.append((acc, steer))
-        while len(self._queue) > delay_steps + 1:
+        while len(self._queue) > max(pedals, wheel) + 1:
             self._queue.popleft()
-        acc, steer = self._queue[0]
+        last = len(self._queue) - 1
+        acc, steer = self._queue[max(0, last - pedals)][0], self._queue[max(0, last - wheel)][1]
         return self._limit(ego, acc, steer, dt)
 
     def _intended(self, base, ego, dt: float) -> tuple[float, float]:
