@@ -78,6 +78,20 @@ def test_a_jerky_weaving_driver_scores_below_a_smooth_one():
     assert pr > 5 * ps
 
 
+def test_pedal_jitter_sees_unsteady_feet_not_one_hard_braking():
+    """Throttle that jitters all the time raises pedal_jitter; one hard braking, with the
+    larger RMS jerk, does not (it has its own feature)."""
+    rng = np.random.default_rng(1)
+    braking = straight(150)
+    braking["acceleration"][60:66] = -6.0
+    jitter = straight(150)
+    jitter["acceleration"] = rng.normal(0, 0.3, 150)
+    fb, fj = clip_features(braking), clip_features(jitter)
+    assert fb["jerk_rms"] > fj["jerk_rms"]
+    assert fb["pedal_jitter"] == 0.0 and fj["pedal_jitter"] > 2.0
+    assert penalty(fj) > penalty({**fj, "pedal_jitter": 0.0}) + 1.0
+
+
 def test_a_driver_who_crawls_along_an_empty_road_scores_below_one_who_keeps_the_pace():
     import pyarrow as pa
 

@@ -8,6 +8,9 @@ Per clip, `clip_features` measures (all rates per minute of driving, units in th
 | harsh_brake_per_min | `hard_braking` trigger events                                |
 | harsh_accel_per_min | `hard_acceleration` trigger events                           |
 | jerk_rms            | m/s^3, RMS of the change of the acceleration command         |
+| pedal_jitter        | m/s^3, median of the same: unsteady feet. A smooth driver's  |
+|                     | is near 0 between manoeuvres, so hard braking (its own       |
+|                     | feature, and most of the RMS) does not raise it              |
 | steer_rate_rms      | rad/s, RMS of the change of steering (hands that wander)     |
 | lane_changes_per_min| lane index changes                                           |
 | weaving_per_min     | `weaving` trigger events (two lane changes within 8 s)       |
@@ -60,8 +63,9 @@ from opendojo.engine import tables
 from opendojo.engine.triggers import TRIGGERS, dt_of, lane_changes
 from opendojo.fleet.camera import Camera
 
-FEATURES = ("harsh_brake_per_min", "harsh_accel_per_min", "jerk_rms", "steer_rate_rms",
-            "lane_changes_per_min", "weaving_per_min", "collision", "short_headway_share")
+FEATURES = ("harsh_brake_per_min", "harsh_accel_per_min", "jerk_rms", "pedal_jitter",
+            "steer_rate_rms", "lane_changes_per_min", "weaving_per_min", "collision",
+            "short_headway_share")
 DRIVER_FEATURES = FEATURES + ("pace_deficit",)
 
 
@@ -70,11 +74,11 @@ class QualityConfig(StageConfig):
 
     scales: dict[str, float] = Field(default_factory=lambda: {
         "harsh_brake_per_min": 2.0, "harsh_accel_per_min": 2.0, "jerk_rms": 5.0,
-        "steer_rate_rms": 0.5, "lane_changes_per_min": 6.0, "weaving_per_min": 2.0,
+        "pedal_jitter": 2.0, "steer_rate_rms": 0.5, "lane_changes_per_min": 6.0, "weaving_per_min": 2.0,
         "collision": 1.0, "short_headway_share": 0.3, "pace_deficit": 0.15})
     weights: dict[str, float] = Field(default_factory=lambda: {
         "harsh_brake_per_min": 1.0, "harsh_accel_per_min": 0.5, "jerk_rms": 1.0,
-        "steer_rate_rms": 1.0, "lane_changes_per_min": 0.5, "weaving_per_min": 1.0,
+        "pedal_jitter": 1.0, "steer_rate_rms": 1.0, "lane_changes_per_min": 0.5, "weaving_per_min": 1.0,
         "collision": 2.0, "short_headway_share": 1.5, "pace_deficit": 1.5})
     temperature: float = Field(5.0, gt=0, description="score = exp(-penalty / temperature)")
     headway_s: float = Field(1.0, gt=0, description="time headway under which a frame counts as short")
@@ -135,6 +139,7 @@ def clip_features(tel: dict, frames: np.ndarray | None = None,
         "harsh_brake_per_min": len(TRIGGERS["hard_braking"].events(tel)) / minutes,
         "harsh_accel_per_min": len(TRIGGERS["hard_acceleration"].events(tel)) / minutes,
         "jerk_rms": float(np.sqrt(np.mean((np.diff(acc) / dt) ** 2))) if n > 1 else 0.0,
+        "pedal_jitter": float(np.median(np.abs(np.diff(acc) / dt))) if n > 1 else 0.0,
         "steer_rate_rms": float(np.sqrt(np.mean((np.diff(steer) / dt) ** 2))) if n > 1 else 0.0,
         "lane_changes_per_min": len(lane_changes(tel)) / minutes,
         "weaving_per_min": len(TRIGGERS["weaving"].events(tel)) / minutes,
