@@ -74,12 +74,14 @@ class QualityConfig(StageConfig):
 
     scales: dict[str, float] = Field(default_factory=lambda: {
         "harsh_brake_per_min": 2.0, "harsh_accel_per_min": 2.0, "jerk_rms": 5.0,
-        "pedal_jitter": 2.0, "steer_rate_rms": 0.5, "lane_changes_per_min": 6.0, "weaving_per_min": 2.0,
-        "collision": 1.0, "short_headway_share": 0.3, "pace_deficit": 0.15})
+        "pedal_jitter": 2.0, "steer_rate_rms": 0.5, "lane_changes_per_min": 6.0,
+        "weaving_per_min": 2.0, "collision": 1.0, "short_headway_share": 0.3,
+        "pace_deficit": 0.15})
     weights: dict[str, float] = Field(default_factory=lambda: {
         "harsh_brake_per_min": 1.0, "harsh_accel_per_min": 0.5, "jerk_rms": 1.0,
-        "pedal_jitter": 1.0, "steer_rate_rms": 1.0, "lane_changes_per_min": 0.5, "weaving_per_min": 1.0,
-        "collision": 2.0, "short_headway_share": 1.5, "pace_deficit": 1.5})
+        "pedal_jitter": 1.0, "steer_rate_rms": 1.0, "lane_changes_per_min": 0.5,
+        "weaving_per_min": 1.0, "collision": 2.0, "short_headway_share": 1.5,
+        "pace_deficit": 1.5})
     temperature: float = Field(5.0, gt=0, description="score = exp(-penalty / temperature)")
     headway_s: float = Field(1.0, gt=0, description="time headway under which a frame counts as short")
     following_s: float = Field(3.0, gt=0, description="time headway under which the car is following")
@@ -133,13 +135,13 @@ def clip_features(tel: dict, frames: np.ndarray | None = None,
     n = len(tel["t"])
     dt = dt_of(tel)
     minutes = max(n * dt / 60.0, 1e-6)
-    acc = np.asarray(tel["acceleration"], np.float64)
+    jerk = np.abs(np.diff(np.asarray(tel["acceleration"], np.float64))) / dt
     steer = np.asarray(tel["steering"], np.float64)
     f = {
         "harsh_brake_per_min": len(TRIGGERS["hard_braking"].events(tel)) / minutes,
         "harsh_accel_per_min": len(TRIGGERS["hard_acceleration"].events(tel)) / minutes,
-        "jerk_rms": float(np.sqrt(np.mean((np.diff(acc) / dt) ** 2))) if n > 1 else 0.0,
-        "pedal_jitter": float(np.median(np.abs(np.diff(acc) / dt))) if n > 1 else 0.0,
+        "jerk_rms": float(np.sqrt(np.mean(jerk ** 2))) if n > 1 else 0.0,
+        "pedal_jitter": float(np.median(jerk)) if n > 1 else 0.0,
         "steer_rate_rms": float(np.sqrt(np.mean((np.diff(steer) / dt) ** 2))) if n > 1 else 0.0,
         "lane_changes_per_min": len(lane_changes(tel)) / minutes,
         "weaving_per_min": len(TRIGGERS["weaving"].events(tel)) / minutes,
