@@ -1,5 +1,7 @@
 """`make demo` a second time on a finished run goes on with its network instead of failing."""
 
+import json
+
 import pytest
 
 from clipfactory import labelled_synthetic_store
@@ -21,3 +23,10 @@ def test_a_finished_demo_run_is_reused_and_a_different_dataset_is_refused(tmp_pa
     assert (train_dir / "metrics.jsonl").read_text().splitlines() == lines     # nothing retrained
     with pytest.raises(ConfigError, match="dataset 'a'"):
         _train(cfg, store, "b", train_dir)
+    # The demo trains with the object channel and pasted road users unless told not to.
+    trained = json.loads((train_dir / "config.json").read_text())["train"]
+    assert trained["model"]["object_channel"] and trained["synthetic_share"] > 0
+    blind = DemoConfig(**{**cfg.model_dump(), "object_channel": False})
+    _train(blind, store, "a", tmp_path / "blind")
+    trained = json.loads((tmp_path / "blind" / "config.json").read_text())["train"]
+    assert not trained["model"]["object_channel"] and trained["synthetic_share"] == 0

@@ -36,8 +36,17 @@ class DemoConfig(ChainSettings):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-3, gt=0)
     control: Literal["trajectory", "controls"] = "trajectory"
+    object_channel: bool = Field(True, description="give the network the other road users as a "
+                                 "4th input channel, trained with pasted road users "
+                                 "(OBJECT_CHANNEL_TRAINING; docs/driving.md)")
     rollouts: int = Field(4, ge=0)
     sample_gifs: int = Field(6, ge=0)
+
+
+# How the object channel is trained (docs/driving.md, "The object channel in the demo"):
+# half the samples at speed get a road user pasted into their frames and labels, and no
+# extra weight on the driver's departure from constant velocity.
+OBJECT_CHANNEL_TRAINING = {"synthetic_share": 0.5, "deviation_weight": 0.0}
 
 
 class _Stages:
@@ -147,7 +156,9 @@ def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
     tc = TrainConfig(store=store.url, dataset=dataset, steps=cfg.train_steps,
                      batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                      checkpoint_every=max(100, cfg.train_steps // 4),
-                     model=ModelSettings(image_size=cfg.image_size, width=cfg.width))
+                     **(OBJECT_CHANNEL_TRAINING if cfg.object_channel else {}),
+                     model=ModelSettings(image_size=cfg.image_size, width=cfg.width,
+                                         object_channel=cfg.object_channel))
     if (train_dir / "checkpoints" / f"step-{cfg.train_steps}.safetensors").exists():
         return _finished_run(tc, train_dir)
     resume = (train_dir / "checkpoints").is_dir()
