@@ -4,10 +4,11 @@ A larger run than `dojo demo`: the network is trained on the collision-free clip
 best KEEP_DRIVERS share of drivers (driver quality from telemetry and video,
 `opendojo.engine.quality`: the demo's rule, "good drivers' data", here over the 2,000-clip
 pool of `benchmarks/curation.py`, shared through `_pool.py`) for TRAIN_STEPS steps with the
-demo's model and optimizer (64x64, width 16, batch 32, lr 2e-3). Then it drives the held-out
-closed-loop suite (every scenario and each of its rare events, EPISODES_PER_ITEM episodes
-each, simulator seeds no fleet clip used) beside the expert and every human profile of the
-fleet; "fleet (humans)" pools the human profiles (the fleet-average human).
+demo's model and optimizer (64x64, width 16, the object channel, batch 32, lr 2e-3). Then it
+drives the held-out closed-loop suite (every scenario and each of its rare events,
+EPISODES_PER_ITEM episodes each, simulator seeds no fleet clip used) beside the expert and
+every human profile of the fleet; "fleet (humans)" pools the human profiles (the
+fleet-average human).
 
 The project's targets, reported as flags:
   ten_x_safer_than_fleet   network collisions/km x 10 <= fleet-average collisions/km
@@ -46,6 +47,8 @@ from _pool import log
 KEEP_DRIVERS = 0.6         # train on the collision-free clips of this best share of drivers
 TRAIN_STEPS = 8000         # 5x the demo's 1600
 COLLISION_WEIGHT = 0.0     # hindsight collision cost (opendojo.train.occupancy); 0: off
+OBJECT_CHANNEL = True      # the demo's network: other road users as a 4th input channel,
+                           # trained with pasted road users (opendojo.demo.OBJECT_CHANNEL_TRAINING)
 SEED = 0
 EPISODES_PER_ITEM = 5      # closed-loop episodes per scenario / rare event (demo: 2)
 SCENARIOS = None           # None: every scenario (with each of its rare events)
@@ -62,8 +65,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--keep-drivers", type=float, help="share of the best drivers (1: every clip)")
     ap.add_argument("--collision-weight", type=float,
                     help="weight of the hindsight collision cost in training (0: off)")
+    ap.add_argument("--object-channel", action=argparse.BooleanOptionalAction,
+                    help="the demo's object channel and pasted road users (--no-object-channel: "
+                         "the blind network of the measurements before 2026-11-23)")
     return _pool.parse_args(ap, argv, {"keep_drivers": KEEP_DRIVERS, "steps": TRAIN_STEPS,
                                        "collision_weight": COLLISION_WEIGHT,
+                                       "object_channel": OBJECT_CHANNEL,
                                        "threads": TRAIN_THREADS, "seed": SEED,
                                        "episodes_per_item": EPISODES_PER_ITEM,
                                        "scenarios": SCENARIOS}, SMOKE)
@@ -87,7 +94,8 @@ def run(a) -> dict:
     t_all = time.perf_counter()
     root = Path(a.data_dir) / f"pool-{a.pool_clips}"
     tag = f"q{a.keep_drivers:g}-steps{a.steps}-seed{a.seed}" + \
-        (f"-col{a.collision_weight:g}" if a.collision_weight else "")
+        (f"-col{a.collision_weight:g}" if a.collision_weight else "") + \
+        ("-objects" if a.object_channel else "")
     stage = _pool.Stages()
     settings = dict(vars(a))
     settings.update(image_size=_pool.IMAGE_SIZE, width=_pool.WIDTH, batch_size=_pool.BATCH_SIZE,
@@ -104,7 +112,8 @@ def run(a) -> dict:
         log(f"  {name}: {data['clips']} clips, {data['samples']} samples")
     with stage("train"):
         trained = _pool.train_run(store, name, root / "driving" / tag / "train", a.steps, seed=a.seed,
-                                  threads=a.threads or None, collision_weight=a.collision_weight)
+                                  threads=a.threads or None, collision_weight=a.collision_weight,
+                                  object_channel=a.object_channel)
 
     suite = _pool.drive_suite(stage, store, a, root, {"network": trained["checkpoint"]},
                               root / "driving" / tag)
