@@ -30,3 +30,6 @@ def test_a_finished_demo_run_is_reused_and_a_different_dataset_is_refused(tmp_pa
     _train(blind, store, "a", tmp_path / "blind")
     trained = json.loads((tmp_path / "blind" / "config.json").read_text())["train"]
     assert not trained["model"]["object_channel"] and trained["synthetic_share"] == 0
+    # A run of the blind network is refused, not silently retrained or mixed, with the way out.
+    with pytest.raises(ConfigError, match="object_channel.*another --run-dir"):
+        _train(cfg, store, "a", tmp_path / "blind")

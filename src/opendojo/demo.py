@@ -150,6 +150,7 @@ def _good_drivers_clips(store, keep: float) -> list[str]:
 
 
 def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
+    from opendojo.errors import CheckpointError, ConfigError
     from opendojo.train.config import ModelSettings, TrainConfig
     from opendojo.train.trainer import train
 
@@ -159,10 +160,14 @@ def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
                      **(OBJECT_CHANNEL_TRAINING if cfg.object_channel else {}),
                      model=ModelSettings(image_size=cfg.image_size, width=cfg.width,
                                          object_channel=cfg.object_channel))
-    if (train_dir / "checkpoints" / f"step-{cfg.train_steps}.safetensors").exists():
-        return _finished_run(tc, train_dir)
-    resume = (train_dir / "checkpoints").is_dir()
-    return train(tc, train_dir, resume=resume, progress=True)
+    try:
+        if (train_dir / "checkpoints" / f"step-{cfg.train_steps}.safetensors").exists():
+            return _finished_run(tc, train_dir)
+        resume = (train_dir / "checkpoints").is_dir()
+        return train(tc, train_dir, resume=resume, progress=True)
+    except CheckpointError as e:   # e.g. a run of the blind network the demo trained before
+        raise ConfigError(f"{e}: a run of another demo config; use another --run-dir, or move "
+                          f"{train_dir} aside to train afresh") from None
 
 
 def _finished_run(tc, train_dir: Path) -> dict:
