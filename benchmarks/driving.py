@@ -45,7 +45,7 @@ from _pool import log
 
 # -- settings ---------------------------------------------------------------------------------
 KEEP_DRIVERS = 0.6         # train on the collision-free clips of this best share of drivers
-TRAIN_STEPS = 8000         # 5x the demo's 1600
+TRAIN_STEPS = 8000         # 2.5x the demo's 3200
 COLLISION_WEIGHT = 0.0     # hindsight collision cost (opendojo.train.occupancy); 0: off
 OBJECT_CHANNEL = True      # the demo's network: other road users as a 4th input channel,
                            # trained with pasted road users (opendojo.demo.OBJECT_CHANNEL_TRAINING)

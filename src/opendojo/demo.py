@@ -29,7 +29,7 @@ console = Console(stderr=True)
 class DemoConfig(ChainSettings):
     run_dir: str = "runs/demo"
     clips: int = Field(120, ge=10)
-    train_steps: int = Field(1600, ge=1)
+    train_steps: int = Field(3200, ge=1)
     keep_drivers: float = Field(0.6, gt=0, le=1,
                                 description="train on the clips of this best share of drivers "
                                             "(driver quality from telemetry and video)")
