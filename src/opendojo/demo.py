@@ -38,7 +38,7 @@ class DemoConfig(ChainSettings):
     control: Literal["trajectory", "controls"] = "trajectory"
     object_channel: bool = Field(True, description="give the network the other road users as a "
                                  "4th input channel, trained with pasted road users "
-                                 "(OBJECT_CHANNEL_TRAINING; docs/driving.md)")
+                                 "(with_object_channel; docs/driving.md)")
     rollouts: int = Field(4, ge=0)
     sample_gifs: int = Field(6, ge=0)
 
@@ -47,6 +47,12 @@ class DemoConfig(ChainSettings):
 # half the samples at speed get a road user pasted into their frames and labels, and no
 # extra weight on the driver's departure from constant velocity.
 OBJECT_CHANNEL_TRAINING = {"synthetic_share": 0.5, "deviation_weight": 0.0}
+
+
+def with_object_channel(tc):
+    """`tc` (a TrainConfig) with the object channel, trained as the demo trains it."""
+    return tc.model_copy(update={**OBJECT_CHANNEL_TRAINING,
+                                 "model": tc.model.model_copy(update={"object_channel": True})})
 
 
 class _Stages:
@@ -157,9 +163,9 @@ def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
     tc = TrainConfig(store=store.url, dataset=dataset, steps=cfg.train_steps,
                      batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                      checkpoint_every=max(100, cfg.train_steps // 4),
-                     **(OBJECT_CHANNEL_TRAINING if cfg.object_channel else {}),
-                     model=ModelSettings(image_size=cfg.image_size, width=cfg.width,
-                                         object_channel=cfg.object_channel))
+                     model=ModelSettings(image_size=cfg.image_size, width=cfg.width))
+    if cfg.object_channel:
+        tc = with_object_channel(tc)
     try:
         if (train_dir / "checkpoints" / f"step-{cfg.train_steps}.safetensors").exists():
             return _finished_run(tc, train_dir)
