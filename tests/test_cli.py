@@ -1,5 +1,6 @@
 """The top-level commands take their settings from flags, then the config file, then defaults."""
 
+import pytest
 from typer.testing import CliRunner
 
 
@@ -46,3 +47,25 @@ def test_a_fresh_flywheel_round_trains_as_long_as_the_warm_started_chain_up_to_i
         chain += w_steps
         assert w_init == prev                    # warm: goes on from the last round's weights
         assert round_training(fresh, k, prev) == (chain, None)
+
+
+@pytest.mark.parametrize("channel", [True, False])
+def test_loop_rounds_train_the_demos_network(tmp_path, monkeypatch, channel):
+    """Each round trains what `dojo demo` trains: the object channel with pasted road users
+    (opendojo.demo.with_object_channel), or the blind network with `object_channel = false`."""
+    import opendojo.train.trainer
+    from opendojo.demo import OBJECT_CHANNEL_TRAINING
+    from opendojo.loop import LoopConfig, _train
+
+    seen = []
+    monkeypatch.setattr(opendojo.train.trainer, "train", lambda tc, *a, **k: seen.append(tc) or {})
+
+    class Store:
+        url = str(tmp_path / "store")
+
+    _train(LoopConfig(object_channel=channel), Store(), "ds", tmp_path / "train", None, 120)
+    (tc,) = seen
+    assert tc.model.object_channel is channel and tc.steps == 120 and tc.dataset == "ds"
+    trained = {k: getattr(tc, k) for k in OBJECT_CHANNEL_TRAINING}
+    defaults = {k: getattr(type(tc)(), k) for k in OBJECT_CHANNEL_TRAINING}
+    assert trained == (OBJECT_CHANNEL_TRAINING if channel else defaults)

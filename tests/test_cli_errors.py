@@ -132,6 +132,24 @@ def test_a_loop_resumes_only_its_own_config_and_refuses_a_broken_state(tmp_path)
             _saved_state(state, cfg)
 
 
+
+def test_a_loop_from_before_the_object_channel_resumes_blind_or_is_refused(tmp_path):
+    """A loop.json written before `object_channel` existed trained the blind network: it
+    resumes only as that, never half blind and half with the channel."""
+    import json
+
+    from opendojo.loop import LoopConfig, _saved_state
+
+    old = LoopConfig(run_dir=str(tmp_path), object_channel=False).model_dump()
+    del old["object_channel"]
+    state = tmp_path / "loop.json"
+    state.write_text(json.dumps({"config": old, "rounds": [{"round": 1}]}))
+    with pytest.raises(ConfigError, match="object_channel=False"):
+        _saved_state(state, LoopConfig(run_dir=str(tmp_path)))
+    blind = LoopConfig(run_dir=str(tmp_path), object_channel=False)
+    assert _saved_state(state, blind)["rounds"] == [{"round": 1}]
+
+
 def test_a_path_through_a_file_is_one_line(tmp_path):
     import subprocess
     import sys

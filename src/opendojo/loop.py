@@ -56,6 +56,9 @@ class LoopConfig(ChainSettings):
     warm_start: bool = Field(False, description="later rounds go on from the previous round's "
                                                 "weights for steps_per_round steps, instead of "
                                                 "training afresh")
+    object_channel: bool = Field(True, description="every round trains the network `dojo demo` "
+                                 "trains: the other road users as a 4th input channel, with "
+                                 "pasted road users (opendojo.demo.with_object_channel)")
 
     @field_validator("budget")
     @classmethod
@@ -73,6 +76,9 @@ class LoopConfig(ChainSettings):
 
 # What a resumed loop may change: how many rounds, and how many processes drive them.
 RESUMABLE = ("rounds", "workers")
+# What a loop started before a setting existed ran with: a loop from before 2026-11-23
+# trained the blind network, and resumes as that (or is refused with the new default).
+BEFORE_SETTING = {"object_channel": False}
 
 
 def _saved_state(path: Path, cfg: LoopConfig) -> dict:
@@ -88,6 +94,7 @@ def _saved_state(path: Path, cfg: LoopConfig) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path}: not a loop state this version can resume "
                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    saved = {**BEFORE_SETTING, **saved}
     now = cfg.model_dump()
     changed = [k for k in now if k not in (*RESUMABLE, "run_dir") and k in saved and saved[k] != now[k]]
     if changed:
@@ -251,12 +258,15 @@ def _select(cfg: LoopConfig, store, k: int) -> tuple[str, dict]:
 
 
 def _train(cfg: LoopConfig, store, dataset: str, train_dir: Path, init_from: str | None, steps: int) -> dict:
+    from opendojo.demo import with_object_channel
     from opendojo.train.config import ModelSettings, TrainConfig
     from opendojo.train.trainer import train
 
     tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, seed=cfg.seed,
                      checkpoint_every=max(100, steps // 2), init_from=init_from or "",
                      model=ModelSettings(image_size=cfg.image_size, width=cfg.width))
+    if cfg.object_channel:
+        tc = with_object_channel(tc)
     return train(tc, train_dir, resume=(train_dir / "checkpoints").is_dir(), progress=True)
 
 
