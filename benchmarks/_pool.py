@@ -212,7 +212,7 @@ def ensure_pool(root: Path, clips: int, seed: int, workers: int = WORKERS,
     """The fleet pool's store at `root/store` with every planned clip; returns (store, info)."""
     from opendojo.clips.store import ClipStore
     from opendojo.fleet.config import FleetConfig
-    from opendojo.fleet.generate import generate
+    from opendojo.fleet.generate import check_recording, generate
 
     cfg = FleetConfig(clips=clips, workers=workers, seed=seed, clip_seconds=clip_seconds)
     root = Path(root)
@@ -225,7 +225,9 @@ def ensure_pool(root: Path, clips: int, seed: int, workers: int = WORKERS,
         made = FleetConfig(**info["config"]).model_dump(exclude={"workers"})
         if json.loads(json.dumps(made)) != json.loads(json.dumps(want)):
             raise SystemExit(f"{root} holds another pool ({info['config']}); pick another --data-dir")
-        return ClipStore(url), {**info, "cached": True}
+        store = ClipStore(url)
+        check_recording(store)   # a pool filmed under another route-command convention
+        return store, {**info, "cached": True}
     log(f"fleet pool {url}: recording the clips not there yet on {workers} workers "
         f"(committed every 200)")
     t0 = time.perf_counter()

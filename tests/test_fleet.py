@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -98,6 +99,57 @@ def test_route_commands_follow_destinations():
         env.close()
     # Each command maps to a single exit; at least two different commands occur.
     assert len(seen) >= 2 and all(len(edges) == 1 for edges in seen.values())
+
+
+@pytest.mark.parametrize("scenario", ["intersection", "roundabout"])
+def test_turn_command_announced_near_the_turn(scenario):
+    """The route's turn is the command only from TURN_NOTICE_M along the route before the
+    road it leads onto until the ego is on that road; "straight" before and after."""
+    from opendojo.clips.schema import COMMAND_INDEX
+    from opendojo.fleet.env import TURN_NOTICE_M
+
+    # the first turning episodes in which the expert reaches the turn's road (at the
+    # intersection it sometimes waits in the junction for crossing traffic past 25 s)
+    drives = (_drive_to_turn(scenario, seed) for seed in range(30))
+    turn, log = next((t, log) for t, log in drives if log and log[-1][2])
+    straight = COMMAND_INDEX["straight"]
+    assert turn != straight
+    assert log[0][1] > TURN_NOTICE_M and log[0][0] == straight   # the episode starts far from it
+    assert log[-1][0] == straight                                 # on the turn's road: straight
+    announced = [k for k, (c, _, _) in enumerate(log) if c == turn]
+    assert announced, "the turn was never announced"
+    first, last = announced[0], announced[-1]
+    assert all(c == turn for c, _, _ in log[first:last + 1])      # once announced, it stays
+    assert log[first][1] <= TURN_NOTICE_M < log[first - 1][1]
+    assert last == len(log) - 2                                   # until the turn's road
+
+
+def _drive_to_turn(scenario: str, seed: int) -> tuple[int, list]:
+    """(the route's command index, per step (command, distance_to_turn, on the turn's
+    road)) of the expert driving `seed` until it reaches the turn's road; no steps for a
+    straight route."""
+    from opendojo.clips.schema import COMMAND_INDEX
+    from opendojo.fleet.drivers import Driver
+    from opendojo.fleet.env import distance_to_turn, ego_state, make_env, step_command
+
+    env = make_env(scenario, seed=seed)
+    try:
+        base = env.unwrapped
+        log = []
+        if base.route_command == "straight":
+            return COMMAND_INDEX["straight"], log
+        driver = Driver("expert", seed=0)
+        driver.reset(env)
+        for _ in range(250):
+            log.append((ego_state(env)["command"],
+                        distance_to_turn(base.vehicle, base.route_edges, base.final_edge),
+                        tuple(base.vehicle.lane_index[:2]) == tuple(base.final_edge)))
+            if log[-1][2] or base.vehicle.crashed:
+                break
+            step_command(env, *driver.command(env))
+        return COMMAND_INDEX[base.route_command], log
+    finally:
+        env.close()
 
 
 def test_step_command_applies_the_command():
@@ -215,7 +267,8 @@ def test_no_profile_circles_or_leaves_the_highway():
 def test_generate_is_reproducible_and_keeps_truth_apart(tmp_path):
     from opendojo.clips.schema import CATALOG_SCHEMA, TELEMETRY_SCHEMA
     from opendojo.clips.store import ClipStore
-    from opendojo.fleet.generate import generate
+    from opendojo.errors import StoreError
+    from opendojo.fleet.generate import RECORDING_NOTE, generate, recording
     from opendojo.fleet.stats import fleet_stats
 
     cfg = FleetConfig(clips=3, workers=2, seed=7, clip_seconds=(1.0, 1.5), rare_event_rate=0.5,
@@ -251,6 +304,14 @@ def test_generate_is_reproducible_and_keeps_truth_apart(tmp_path):
                     commit_every=1)
     assert more["generated"] == 2 and more["skipped"] == 3 and len(ClipStore(tmp_path / "a")) == 5
     assert ClipStore(tmp_path / "a").clip_ids() >= sb.clip_ids()
+    # The store notes how its clips name the route command; a store whose simulated clips
+    # were recorded before that note existed (turns named from the clip's start) is refused.
+    note = tmp_path / "a" / RECORDING_NOTE
+    assert json.loads(note.read_text()) == recording()
+    note.unlink()
+    with pytest.raises(StoreError, match="route command"):
+        generate(str(tmp_path / "a"), cfg.model_copy(update={"clips": 6}), progress=False)
+    assert len(ClipStore(tmp_path / "a")) == 5 and not note.exists()   # nothing added
 
 
 def test_an_intersection_episode_does_not_change_later_episodes_traffic():

@@ -194,6 +194,17 @@ class ClipStore:
         with self.fs.open(self._p(QUARANTINE), "r") as f:
             return [json.loads(line) for line in f if line.strip()]
 
+    def read_note(self, name: str) -> dict | None:
+        """A small JSON document kept at the store's root (`write_note`), None if absent."""
+        if not self.fs.exists(self._p(name)):
+            return None
+        with self.fs.open(self._p(name), "r") as f:
+            return json.load(f)
+
+    def write_note(self, name: str, obj: dict) -> None:
+        with self.fs.open(self._p(name), "w") as f:
+            json.dump(obj, f, indent=1)
+
     def gc(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary directories left by crashed writers; returns how many."""
         removed = 0

@@ -90,6 +90,8 @@ def driven_env_class(base: type) -> type:
     class Driven(base):
         route_command: str = "straight"
         final_edge: tuple | None = None
+        route_edges: list = []
+        turn_announced: bool = False
         rare_event_truth: dict = {}
 
         def define_spaces(self) -> None:
@@ -115,7 +117,24 @@ def driven_env_class(base: type) -> type:
                 ego.plan_route_to(destinations[int(self.np_random.integers(len(destinations)))])
             ego.target_speed = ego.lane.speed_limit or ego.speed
             self.route_command, self.final_edge = route_command_of(ego)
+            # the whole route: drivers that follow it (IDM's follow_road) pop its edges
+            self.route_edges = [tuple(r[:2]) for r in (ego.route or [])]
+            self.turn_announced = False
             self.rare_event_truth = inject_rare_event(self, self.config.get("rare_event"))
+            self._navigate()
+
+        def step(self, action):
+            out = super().step(action)
+            self._navigate()
+            return out
+
+        def _navigate(self) -> None:
+            """The navigator announces the route's turn once the ego is `TURN_NOTICE_M`
+            along its route from the road the turn leads onto (`distance_to_turn`); off the
+            route's roads the distance is unknown and nothing changes."""
+            if self.final_edge is not None and not self.turn_announced:
+                d = distance_to_turn(self.vehicle, self.route_edges, self.final_edge)
+                self.turn_announced = d <= TURN_NOTICE_M
 
     Driven.__name__ = Driven.__qualname__ = f"Driven{base.__name__}"
     _DRIVEN[base] = Driven
@@ -236,15 +255,40 @@ def step_command(env, acceleration: float, steering: float):
     return applied, (terminated, truncated, info)
 
 
+# How far ahead the navigator announces the route's turn: the turn is the command from
+# this many metres (along the route) before the road it leads onto, "straight" (follow the
+# road) before, as CARLA's navigator gives its junction commands near the junction only.
+# 60 m spans the junction (14-22 m) and a 3 s label horizon at the approach's 10-12 m/s, so
+# a sample told "straight" seldom has the turn in its label.
+TURN_NOTICE_M = 60.0
+
+
+def distance_to_turn(ego, route_edges: list[tuple], final_edge: tuple) -> float:
+    """Metres along `route_edges` (the ego's route as planned, (from, to) per road) from the
+    ego to the start of the route's last road `final_edge`; 0 on or past it; inf where the
+    ego is on no road of its route (off the road, or in a junction lane it does not take)."""
+    here = tuple(ego.lane_index[:2]) if ego.lane_index is not None else None
+    final = tuple(final_edge)
+    if here not in route_edges or final not in route_edges:
+        return math.inf
+    i, j = route_edges.index(here), route_edges.index(final)
+    if i >= j:
+        return 0.0
+    network = ego.road.network
+    dist = ego.lane.length - ego.lane.local_coordinates(ego.position)[0]
+    return float(dist + sum(network.get_lane((*e, 0)).length for e in route_edges[i + 1:j]))
+
+
 def ego_state(env) -> dict:
     """The ego's state now: time s, x, y m, heading rad, speed m/s, lane, collision, command.
 
     `command` is the route command index now (opendojo.clips.schema.COMMAND_INDEX): the
-    route's turn until the ego reaches the route's last road, straight after.
+    route's turn from when the navigator announces it (`TURN_NOTICE_M` before the road the
+    turn leads onto) until the ego reaches that road, "straight" before and after.
     """
     base = env.unwrapped
     ego = base.vehicle
-    command = base.route_command
+    command = base.route_command if base.turn_announced else "straight"
     if base.final_edge is not None and tuple(ego.lane_index[:2]) == tuple(base.final_edge):
         command = "straight"
     return {

@@ -123,6 +123,7 @@ def generate(store_url: str, config: FleetConfig, progress: bool = True,
     from opendojo.clips.store import ClipStore
 
     store = ClipStore.create(store_url)
+    check_recording(store)
     planned = plan_clips(config)
     cat = store.catalog(columns=["seed", "vehicle_id", "driver_id", "scenario"]).to_pylist()
     have = {task_key(r["seed"], r["vehicle_id"], r["driver_id"], r["scenario"]) for r in cat}
@@ -193,6 +194,38 @@ def generate(store_url: str, config: FleetConfig, progress: bool = True,
     if interrupted:
         raise GenerationInterrupted(summary)
     return summary
+
+
+# How the simulated clips' telemetry names the route command (`opendojo.fleet.env.ego_state`),
+# kept in each store that records them (RECORDING_NOTE). A network learns what the command
+# means from its clips; clips recorded under two conventions in one store would teach both.
+RECORDING_NOTE = "fleet.json"
+OLD_RECORDING = {"route_command": "the route's turn from the start of the clip"}
+
+
+def recording() -> dict:
+    from opendojo.fleet.env import TURN_NOTICE_M
+
+    return {"route_command": f"the route's turn from {TURN_NOTICE_M:g} m before the road it leads onto"}
+
+
+def check_recording(store) -> None:
+    """Refuse (StoreError, one line) to add simulated clips to a store whose simulated clips
+    were recorded under another route-command convention (a store from before RECORDING_NOTE
+    was kept holds the old one); note the convention in a store that has none."""
+    from opendojo.errors import StoreError
+
+    have = store.read_note(RECORDING_NOTE)
+    if have is None:
+        if not len(store.catalog(filter="source = 'sim'", columns=["clip_id"])):
+            store.write_note(RECORDING_NOTE, recording())
+            return
+        have = OLD_RECORDING
+    if have.get("route_command") != recording()["route_command"]:
+        raise StoreError(f"{store.url}: its simulated clips name the route command as "
+                         f"{have.get('route_command')!r}; this fleet records "
+                         f"{recording()['route_command']!r}. Record into a new store "
+                         f"(another --store or --run-dir); mixing the two would teach both")
 
 
 class GenerationInterrupted(KeyboardInterrupt):
