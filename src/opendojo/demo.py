@@ -36,9 +36,6 @@ class DemoConfig(ChainSettings):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-3, gt=0)
     control: Literal["trajectory", "controls"] = "trajectory"
-    object_channel: bool = Field(True, description="give the network the other road users as a "
-                                 "4th input channel, trained with pasted road users "
-                                 "(with_object_channel; docs/driving.md)")
     rollouts: int = Field(4, ge=0)
     sample_gifs: int = Field(6, ge=0)
 

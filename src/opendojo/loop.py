@@ -56,9 +56,6 @@ class LoopConfig(ChainSettings):
     warm_start: bool = Field(False, description="later rounds go on from the previous round's "
                                                 "weights for steps_per_round steps, instead of "
                                                 "training afresh")
-    object_channel: bool = Field(True, description="every round trains the network `dojo demo` "
-                                 "trains: the other road users as a 4th input channel, with "
-                                 "pasted road users (opendojo.demo.with_object_channel)")
 
     @field_validator("budget")
     @classmethod

@@ -30,7 +30,8 @@ def found(run: Path, marks: tuple[str, ...]) -> list[str]:
 
 class ChainSettings(StageConfig):
     """What `DemoConfig` and `LoopConfig` share: where the run and its store are, its seed
-    and processes, the network's input and width, and the closed-loop suite's size."""
+    and processes, the network's input, width and object channel, and the closed-loop
+    suite's size."""
 
     run_dir: str
     store: str = Field("", description="clip store (default: RUN_DIR/store)")
@@ -40,6 +41,9 @@ class ChainSettings(StageConfig):
     width: int = Field(16, ge=1)
     episodes_per_item: int = Field(2, ge=1, description="closed-loop episodes per scenario/event")
     episode_s: float = Field(15.0, gt=0)
+    object_channel: bool = Field(True, description="give the network the other road users as a "
+                                 "4th input channel, trained with pasted road users "
+                                 "(opendojo.demo.with_object_channel; docs/driving.md)")
 
     @property
     def store_url(self) -> str:

@@ -90,7 +90,7 @@ def driven_env_class(base: type) -> type:
     class Driven(base):
         route_command: str = "straight"
         final_edge: tuple | None = None
-        route_edges: list = []
+        route_edges: tuple = ()
         turn_announced: bool = False
         rare_event_truth: dict = {}
 
@@ -118,7 +118,7 @@ def driven_env_class(base: type) -> type:
             ego.target_speed = ego.lane.speed_limit or ego.speed
             self.route_command, self.final_edge = route_command_of(ego)
             # the whole route: drivers that follow it (IDM's follow_road) pop its edges
-            self.route_edges = [tuple(r[:2]) for r in (ego.route or [])]
+            self.route_edges = tuple(tuple(r[:2]) for r in (ego.route or []))
             self.turn_announced = False
             self.rare_event_truth = inject_rare_event(self, self.config.get("rare_event"))
             self._navigate()
@@ -263,7 +263,7 @@ def step_command(env, acceleration: float, steering: float):
 TURN_NOTICE_M = 60.0
 
 
-def distance_to_turn(ego, route_edges: list[tuple], final_edge: tuple) -> float:
+def distance_to_turn(ego, route_edges: tuple, final_edge: tuple) -> float:
     """Metres along `route_edges` (the ego's route as planned, (from, to) per road) from the
     ego to the start of the route's last road `final_edge`; 0 on or past it; inf where the
     ego is on no road of its route (off the road, or in a junction lane it does not take)."""
