@@ -346,15 +346,15 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
     """Train (or resume, or reuse) a run of `steps` steps; returns the trainer's summary.
 
     `object_channel`: the demo's object channel, trained as the demo trains it
-    (`opendojo.demo.with_object_channel`).
+    (`opendojo.runs.network_fields`).
 
     `threads`: torch intra-op threads (None: torch's default, one per core). On a 2-core
     machine that something else also uses, 2 threads spin at every OpenMP barrier: measured
     here, 129 samples/s with 2 threads against 303 with 1 while another training ran."""
     import torch
 
-    from opendojo.demo import with_object_channel
-    from opendojo.train.config import ModelSettings, TrainConfig
+    from opendojo.runs import network_fields
+    from opendojo.train.config import TrainConfig
     from opendojo.train.trainer import train
 
     run_dir = Path(run_dir)
@@ -362,9 +362,7 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
     tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, batch_size=batch_size,
                      lr=lr, seed=seed, checkpoint_every=max(100, steps // 8),
                      collision_weight=collision_weight,
-                     model=ModelSettings(image_size=image_size, width=width))
-    if object_channel:
-        tc = with_object_channel(tc)
+                     **network_fields(image_size, width, object_channel))
     if marker.exists():
         from opendojo.train.checkpoint import model_config_diff, read_meta, trained_command
 

@@ -48,7 +48,7 @@ KEEP_DRIVERS = 0.6         # train on the collision-free clips of this best shar
 TRAIN_STEPS = 8000         # 2.5x the demo's 3200
 COLLISION_WEIGHT = 0.0     # hindsight collision cost (opendojo.train.occupancy); 0: off
 OBJECT_CHANNEL = True      # the demo's network: other road users as a 4th input channel,
-                           # trained with pasted road users (opendojo.demo.OBJECT_CHANNEL_TRAINING)
+                           # trained with pasted road users (opendojo.runs.OBJECT_CHANNEL_TRAINING)
 SEED = 0
 EPISODES_PER_ITEM = 5      # closed-loop episodes per scenario / rare event (demo: 2)
 SCENARIOS = None           # None: every scenario (with each of its rare events)

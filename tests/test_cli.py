@@ -52,9 +52,9 @@ def test_a_fresh_flywheel_round_trains_as_long_as_the_warm_started_chain_up_to_i
 @pytest.mark.parametrize("channel", [True, False])
 def test_loop_rounds_train_the_demos_network(tmp_path, monkeypatch, channel):
     """Each round trains what `dojo demo` trains: the object channel with pasted road users
-    (opendojo.demo.with_object_channel), or the blind network with `object_channel = false`."""
+    (opendojo.runs.network_fields), or the blind network with `object_channel = false`."""
     import opendojo.train.trainer
-    from opendojo.demo import OBJECT_CHANNEL_TRAINING
+    from opendojo.runs import OBJECT_CHANNEL_TRAINING
     from opendojo.loop import LoopConfig, _train
 
     seen = []

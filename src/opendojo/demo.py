@@ -40,18 +40,6 @@ class DemoConfig(ChainSettings):
     sample_gifs: int = Field(6, ge=0)
 
 
-# How the object channel is trained (docs/driving.md, "The object channel in the demo"):
-# half the samples at speed get a road user pasted into their frames and labels, and no
-# extra weight on the driver's departure from constant velocity.
-OBJECT_CHANNEL_TRAINING = {"synthetic_share": 0.5, "deviation_weight": 0.0}
-
-
-def with_object_channel(tc):
-    """`tc` (a TrainConfig) with the object channel, trained as the demo trains it."""
-    return tc.model_copy(update={**OBJECT_CHANNEL_TRAINING,
-                                 "model": tc.model.model_copy(update={"object_channel": True})})
-
-
 class _Stages:
     """Times each stage and prints a header for it."""
 
@@ -154,15 +142,12 @@ def _good_drivers_clips(store, keep: float) -> list[str]:
 
 def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
     from opendojo.errors import CheckpointError, ConfigError
-    from opendojo.train.config import ModelSettings, TrainConfig
+    from opendojo.train.config import TrainConfig
     from opendojo.train.trainer import train
 
     tc = TrainConfig(store=store.url, dataset=dataset, steps=cfg.train_steps,
                      batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                     checkpoint_every=max(100, cfg.train_steps // 4),
-                     model=ModelSettings(image_size=cfg.image_size, width=cfg.width))
-    if cfg.object_channel:
-        tc = with_object_channel(tc)
+                     checkpoint_every=max(100, cfg.train_steps // 4), **cfg.network())
     try:
         if (train_dir / "checkpoints" / f"step-{cfg.train_steps}.safetensors").exists():
             return _finished_run(tc, train_dir)

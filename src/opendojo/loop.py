@@ -255,15 +255,12 @@ def _select(cfg: LoopConfig, store, k: int) -> tuple[str, dict]:
 
 
 def _train(cfg: LoopConfig, store, dataset: str, train_dir: Path, init_from: str | None, steps: int) -> dict:
-    from opendojo.demo import with_object_channel
-    from opendojo.train.config import ModelSettings, TrainConfig
+    from opendojo.train.config import TrainConfig
     from opendojo.train.trainer import train
 
     tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, seed=cfg.seed,
                      checkpoint_every=max(100, steps // 2), init_from=init_from or "",
-                     model=ModelSettings(image_size=cfg.image_size, width=cfg.width))
-    if cfg.object_channel:
-        tc = with_object_channel(tc)
+                     **cfg.network())
     return train(tc, train_dir, resume=(train_dir / "checkpoints").is_dir(), progress=True)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field
 
 from opendojo.config import StageConfig
-from opendojo.train.config import MIN_IMAGE_SIZE
+from opendojo.train.config import MIN_IMAGE_SIZE, ModelSettings
 
 # What each command writes at the top of its run directory (names or glob patterns). A loop
 # writes its evaluations under round-N/, and its run.json only after its loop.json.
@@ -43,8 +43,26 @@ class ChainSettings(StageConfig):
     episode_s: float = Field(15.0, gt=0)
     object_channel: bool = Field(True, description="give the network the other road users as a "
                                  "4th input channel, trained with pasted road users "
-                                 "(opendojo.demo.with_object_channel; docs/driving.md)")
+                                 "(OBJECT_CHANNEL_TRAINING; docs/driving.md)")
+
+    def network(self) -> dict:
+        """The TrainConfig fields of this chain's network (`network_fields`)."""
+        return network_fields(self.image_size, self.width, self.object_channel)
 
     @property
     def store_url(self) -> str:
         return self.store or str(Path(self.run_dir) / "store")
+
+
+# How the object channel is trained (docs/driving.md, "The object channel in the demo"):
+# half the samples at speed get a road user pasted into their frames and labels, and no
+# extra weight on the driver's departure from constant velocity.
+OBJECT_CHANNEL_TRAINING = {"synthetic_share": 0.5, "deviation_weight": 0.0}
+
+
+def network_fields(image_size: int, width: int, object_channel: bool) -> dict:
+    """TrainConfig fields for the network `dojo demo`, `dojo loop` and the benchmarks train:
+    its input size and width and, with `object_channel`, the channel trained as
+    OBJECT_CHANNEL_TRAINING says."""
+    model = ModelSettings(image_size=image_size, width=width, object_channel=object_channel)
+    return {"model": model, **(OBJECT_CHANNEL_TRAINING if object_channel else {})}
