@@ -133,21 +133,35 @@ def test_a_loop_resumes_only_its_own_config_and_refuses_a_broken_state(tmp_path)
 
 
 
-def test_a_loop_from_before_the_object_channel_resumes_blind_or_is_refused(tmp_path):
-    """A loop.json written before `object_channel` existed trained the blind network: it
-    resumes only as that, never half blind and half with the channel."""
+def test_a_loop_from_before_a_setting_resumes_as_it_ran_or_is_refused(tmp_path):
+    """A loop.json written before `object_channel` and `path_head` existed trained the blind
+    network without a path head; one written between the two trained the channel without
+    the head. Each resumes only as it ran, never with half its rounds another network."""
     import json
 
     from opendojo.loop import LoopConfig, _saved_state
 
-    old = LoopConfig(run_dir=str(tmp_path), object_channel=False).model_dump()
-    del old["object_channel"]
     state = tmp_path / "loop.json"
-    state.write_text(json.dumps({"config": old, "rounds": [{"round": 1}]}))
-    with pytest.raises(ConfigError, match="object_channel=False"):
+
+    def saved_without(*settings, **cfg):
+        old = LoopConfig(run_dir=str(tmp_path), **cfg).model_dump()
+        for k in settings:
+            del old[k]
+        state.write_text(json.dumps({"config": old, "rounds": [{"round": 1}]}))
+
+    saved_without("object_channel", "path_head", object_channel=False, path_head=False)
+    with pytest.raises(ConfigError, match="object_channel=False, path_head=False"):
         _saved_state(state, LoopConfig(run_dir=str(tmp_path)))
-    blind = LoopConfig(run_dir=str(tmp_path), object_channel=False)
-    assert _saved_state(state, blind)["rounds"] == [{"round": 1}]
+    with pytest.raises(ConfigError, match="path_head=False"):
+        _saved_state(state, LoopConfig(run_dir=str(tmp_path), object_channel=False))
+    as_it_ran = LoopConfig(run_dir=str(tmp_path), object_channel=False, path_head=False)
+    assert _saved_state(state, as_it_ran)["rounds"] == [{"round": 1}]
+
+    saved_without("path_head", object_channel=True, path_head=False)
+    with pytest.raises(ConfigError, match="path_head=False") as refused:
+        _saved_state(state, LoopConfig(run_dir=str(tmp_path)))
+    assert "object_channel" not in str(refused.value)
+    assert _saved_state(state, LoopConfig(run_dir=str(tmp_path), path_head=False))["rounds"]
 
 
 def test_a_path_through_a_file_is_one_line(tmp_path):

@@ -74,8 +74,9 @@ class LoopConfig(ChainSettings):
 # What a resumed loop may change: how many rounds, and how many processes drive them.
 RESUMABLE = ("rounds", "workers")
 # What a loop started before a setting existed ran with: a loop from before 2026-11-23
-# trained the blind network, and resumes as that (or is refused with the new default).
-BEFORE_SETTING = {"object_channel": False}
+# trained the blind network without a path head, and resumes as that (or is refused with
+# the new defaults).
+BEFORE_SETTING = {"object_channel": False, "path_head": False}
 
 
 def _saved_state(path: Path, cfg: LoopConfig) -> dict:

@@ -30,8 +30,8 @@ def found(run: Path, marks: tuple[str, ...]) -> list[str]:
 
 class ChainSettings(StageConfig):
     """What `DemoConfig` and `LoopConfig` share: where the run and its store are, its seed
-    and processes, the network's input, width and object channel, and the closed-loop
-    suite's size."""
+    and processes, the network's input, width, object channel and path head, and the
+    closed-loop suite's size."""
 
     run_dir: str
     store: str = Field("", description="clip store (default: RUN_DIR/store)")
@@ -44,10 +44,12 @@ class ChainSettings(StageConfig):
     object_channel: bool = Field(True, description="give the network the other road users as a "
                                  "4th input channel, trained with pasted road users "
                                  "(OBJECT_CHANNEL_TRAINING; docs/driving.md)")
+    path_head: bool = Field(True, description="a head for the path ahead at fixed distances, "
+                            "which the closed loop steers on (PATH_POINTS; docs/driving.md)")
 
     def network(self) -> dict:
         """The TrainConfig fields of this chain's network (`network_fields`)."""
-        return network_fields(self.image_size, self.width, self.object_channel)
+        return network_fields(self.image_size, self.width, self.object_channel, self.path_head)
 
     @property
     def store_url(self) -> str:
@@ -59,10 +61,18 @@ class ChainSettings(StageConfig):
 # extra weight on the driver's departure from constant velocity.
 OBJECT_CHANNEL_TRAINING = {"synthetic_share": 0.5, "deviation_weight": 0.0}
 
+# The path head's points (every ModelSettings.path_spacing = 4 m, so 32 m of road ahead).
+# Pure pursuit steers on its point `speed x 1 s` ahead instead of on the trajectory's 1 s
+# waypoint, whose sideways offset does not scale with the speed: the network began its
+# intersection turns early and left the road (docs/driving.md, "The path head at the
+# junctions").
+PATH_POINTS = 8
 
-def network_fields(image_size: int, width: int, object_channel: bool) -> dict:
+
+def network_fields(image_size: int, width: int, object_channel: bool, path_head: bool) -> dict:
     """TrainConfig fields for the network `dojo demo`, `dojo loop` and the benchmarks train:
-    its input size and width and, with `object_channel`, the channel trained as
-    OBJECT_CHANNEL_TRAINING says."""
-    model = ModelSettings(image_size=image_size, width=width, object_channel=object_channel)
+    its input size and width, with `object_channel` the channel trained as
+    OBJECT_CHANNEL_TRAINING says, and with `path_head` a path head of PATH_POINTS points."""
+    model = ModelSettings(image_size=image_size, width=width, object_channel=object_channel,
+                          path_points=PATH_POINTS if path_head else 0)
     return {"model": model, **(OBJECT_CHANNEL_TRAINING if object_channel else {})}
