@@ -195,6 +195,26 @@ def test_network_driver_drives_from_camera_speed_and_command():
     assert seen and seen[0] == (torch.Size([1, 4, 64, 64, 3]), torch.uint8, (1,), (1,))
     assert len(rec["frames"]) == len(seen) and rec["predictions"][0].shape == (6, 2)
     assert ep.steps == len(seen) + 1 or ep.collision
+    assert rec["paths"] == [None] * len(seen)             # no path head: no path recorded
+
+
+def test_a_network_with_a_path_head_records_the_path_it_steers_on():
+    """The rollout videos draw the path the network steers on; the episode's record keeps it,
+    step by step, beside the trajectory."""
+    import torch
+
+    from opendojo.train.model import PolicyConfig, PolicyNet
+
+    torch.manual_seed(0)
+    net = PolicyNet(PolicyConfig(width=8, hidden=32, image_size=64, path_points=8))
+    driver = NetworkDriver(net)
+    ep, rec = run_episode(driver, "network", SuiteItem("merge", "", EVAL_SEED_BASE + 1),
+                          duration_s=0.5, record=True)
+    assert len(rec["paths"]) == len(rec["predictions"]) == len(rec["frames"]) > 0
+    assert all(p.shape == (8, 2) for p in rec["paths"])
+    assert np.array_equal(rec["paths"][-1], driver.last_path)
+    driver.reset(None)
+    assert driver.last_path is None and driver.last_prediction is None
 
 
 def test_fleet_seeds_never_reach_the_evaluation_range():

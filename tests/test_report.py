@@ -99,6 +99,24 @@ def test_trajectory_overlay_draws_ahead_of_the_ego():
     assert red[:, 1].mean() > 50
 
 
+def test_the_path_head_s_path_is_drawn_in_its_own_colour():
+    from opendojo.evaluate.rollouts import PATH_RGB, TRAJECTORY_RGB
+
+    cam = Camera()
+    frame = np.zeros((96, 96, 3), np.uint8)
+    straight = np.stack([np.arange(1, 7) * 4.0, np.zeros(6)], 1)
+    left = np.stack([np.arange(1, 9) * 4.0, -np.arange(1, 9) * 1.5], 1)   # bends to the left
+
+    def pixels(img, rgb):
+        return np.argwhere(np.all(np.asarray(img) == rgb, axis=-1))
+
+    without = overlay_trajectory(frame, straight, cam, scale=1)
+    assert not len(pixels(without, PATH_RGB)) and len(pixels(without, TRAJECTORY_RGB))
+    drawn = pixels(overlay_trajectory(frame, straight, cam, scale=1, path=left), PATH_RGB)
+    assert len(drawn) and drawn[:, 1].min() < 48 - 10      # left of the centre, and far out
+    assert drawn[:, 0].min() < int(cam.ego_row * 96) - 20  # ahead of the ego
+
+
 def test_loop_report_plots_every_rounds_training(tmp_path):
     run = _make_run(tmp_path)
     metrics = (run / "train" / "metrics.jsonl").read_text()

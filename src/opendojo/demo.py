@@ -225,7 +225,8 @@ def _media(cfg: DemoConfig, store, run: Path) -> None:
         ep, rec = run_episode(NetworkDriver(model, cfg.control), "network", item,
                               cfg.episode_s, camera=camera, record=True)
         name = f"{e['scenario']}-{e['rare_event'] or 'plain'}-{e['seed']}.gif"
-        save_rollout_gif(rec["frames"], rec["predictions"], camera, run / "assets" / "rollouts" / name)
+        save_rollout_gif(rec["frames"], rec["predictions"], camera, run / "assets" / "rollouts" / name,
+                         paths=rec["paths"])
         captions[name] = (f"{e['scenario']}{' + ' + e['rare_event'] if e['rare_event'] else ''}: "
                           f"score {ep.score:.2f}{', collision (' + ep.collision + ')' if ep.collision else ''}")
     rows = store.catalog().sort_by("clip_id").to_pylist()

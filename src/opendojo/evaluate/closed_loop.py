@@ -89,11 +89,12 @@ class NetworkDriver:
         # every camera frame of the span the network's input covers, and which of them it reads
         self.offsets = history_offsets(self.cfg.frames, self.cfg.frame_stride)
         self.history: deque = deque(maxlen=1 - int(self.offsets[0]))
-        self.last_prediction: np.ndarray | None = None
+        self.last_prediction: np.ndarray | None = None   # the trajectory it predicted last
+        self.last_path: np.ndarray | None = None         # and the path head's path, if any
 
     def reset(self, env) -> None:
         self.history.clear()
-        self.last_prediction = None
+        self.last_prediction = self.last_path = None
 
     def observe(self, frame: np.ndarray) -> None:
         """Add a full-resolution camera frame to the history the network reads."""
@@ -117,11 +118,11 @@ class NetworkDriver:
         state = ego_state(env)
         out = self.predict(state["speed"], state["command"])
         traj = out["trajectory"][0].numpy()
-        self.last_prediction = traj
+        path = out["path"][0].numpy() if "path" in out else None
+        self.last_prediction, self.last_path = traj, path
         if self.control == "controls":
             acc, steer = out["controls"][0].tolist()
             return float(acc), float(steer)
-        path = out["path"][0].numpy() if "path" in out else None
         return pure_pursuit(traj, state["speed"], self.cfg, self.lookahead_s, path=path)
 
 
@@ -209,7 +210,7 @@ def run_episode(driver, driver_name: str, item: SuiteItem, duration_s: float = 1
         limit = ego.lane.speed_limit or 30.0 if ego.lane is not None else 30.0
         route_len = REFERENCE_SPEED_SHARE * limit * duration_s
         trace = {k: [] for k in ("t", "x", "y", "speed", "on_road", "lane_heading")}
-        frames, predictions = [], []
+        frames, predictions, paths = [], [], []
 
         def log():
             s = ego_state(env)
@@ -228,6 +229,7 @@ def run_episode(driver, driver_name: str, item: SuiteItem, duration_s: float = 1
             acc, steer = driver.command(env)
             if record:
                 predictions.append(getattr(driver, "last_prediction", None))
+                paths.append(getattr(driver, "last_path", None))
             step_command(env, acc, steer)
             log()
             if base.vehicle.crashed:
@@ -239,7 +241,7 @@ def run_episode(driver, driver_name: str, item: SuiteItem, duration_s: float = 1
         ep = episode_metrics(driver_name, item.scenario, item.rare_event, item.seed,
                              **{k: np.asarray(v) for k, v in trace.items()},
                              collision=collision, route_length_m=route_len, arrived=arrived)
-        return ep, {"frames": frames, "predictions": predictions}
+        return ep, {"frames": frames, "predictions": predictions, "paths": paths}
     finally:
         env.close()
 
