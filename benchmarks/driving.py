@@ -5,10 +5,9 @@ best KEEP_DRIVERS share of drivers (driver quality from telemetry and video,
 `opendojo.engine.quality`: the demo's rule, "good drivers' data", here over the 2,000-clip
 pool of `benchmarks/curation.py`, shared through `_pool.py`) for TRAIN_STEPS steps with the
 demo's model and optimizer (64x64, width 16, the object channel, the path head, batch 32,
-lr 2e-3). Then it
-drives the held-out closed-loop suite (every scenario and each of its rare events,
-EPISODES_PER_ITEM episodes each, simulator seeds no fleet clip used) beside the expert and
-every human profile of the fleet; "fleet (humans)" pools the human profiles (the
+lr 2e-3). Then it drives the held-out closed-loop suite (every scenario and each of its rare
+events, EPISODES_PER_ITEM episodes each, simulator seeds no fleet clip used) beside the
+expert and every human profile of the fleet; "fleet (humans)" pools the human profiles (the
 fleet-average human).
 
 The project's targets, reported as flags:

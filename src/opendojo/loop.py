@@ -73,9 +73,9 @@ class LoopConfig(ChainSettings):
 
 # What a resumed loop may change: how many rounds, and how many processes drive them.
 RESUMABLE = ("rounds", "workers")
-# What a loop started before a setting existed ran with: a loop from before 2026-11-23
-# trained the blind network without a path head, and resumes as that (or is refused with
-# the new defaults).
+# What a loop started before a setting existed ran with, for a loop.json that lacks it:
+# before e727586 the rounds trained the blind network, before 627ad0c no path head. Such a
+# loop resumes as it ran (or is refused with the new defaults).
 BEFORE_SETTING = {"object_channel": False, "path_head": False}
 
 
