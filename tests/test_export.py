@@ -42,6 +42,29 @@ def test_onnx_matches_torch(tmp_path):
         np.testing.assert_allclose(ctrl, ref["controls"].numpy(), atol=1e-4)
 
 
+def test_a_path_head_is_exported_and_checked(tmp_path):
+    """The demo's network steers on its path head: the graph the car runs gives that path,
+    as PyTorch computes it, and the sidecar says what it is."""
+    import onnxruntime as ort
+
+    ck, net, pc = _checkpoint(tmp_path, path_points=5, path_spacing=3.0)
+    info = export_onnx(ck, tmp_path / "policy.onnx", tolerance=1e-4)
+    sess = ort.InferenceSession(str(tmp_path / "policy.onnx"))
+    assert [o.name for o in sess.get_outputs()] == ["trajectory", "controls", "path"]
+    assert "[B,5,2]" in info["outputs"]["path"] and "3 m" in info["outputs"]["path"]
+    frames = torch.randint(0, 256, (3, 2, 16, 16, 3), dtype=torch.uint8)
+    speed, cmd = torch.rand(3) * 20, torch.randint(0, 3, (3,))
+    path = sess.run(["path"], {"frames": frames.numpy(), "speed": speed.numpy(), "command": cmd.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(path, net(frames, speed, cmd)["path"].numpy(), atol=1e-4)
+    # without a path head there is no such output
+    ck, _, _ = _checkpoint(tmp_path / "plain")
+    info = export_onnx(ck, tmp_path / "plain.onnx", tolerance=1e-4)
+    assert "path" not in info["outputs"]
+    assert [o.name for o in ort.InferenceSession(str(tmp_path / "plain.onnx")).get_outputs()] == \
+        ["trajectory", "controls"]
+
+
 @pytest.mark.parametrize("object_channel", [False, True])
 def test_the_sidecar_gives_the_frames_shape_the_graph_takes(tmp_path, object_channel):
     import onnxruntime as ort

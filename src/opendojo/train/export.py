@@ -2,8 +2,10 @@
 
 The exported graph takes the same inputs as `PolicyNet.forward` (uint8 frames
 [B, T, H, W, C], float speed [B], int64 command [B]; B is dynamic) and returns
-`trajectory` [B, H, 2] and `controls` [B, 2]. After writing, onnxruntime runs the file on
-a batch of random inputs and the largest absolute difference from PyTorch must be within
+`trajectory` [B, H, 2] and `controls` [B, 2], and with a path head `path` [B, P, 2], the
+path the closed loop steers on (`outputs_of`). After writing, onnxruntime runs the file on
+a batch of random inputs and the largest absolute difference from PyTorch (over every
+output) must be within
 `tolerance` (default 1e-4 in metres / SI units); otherwise nothing is written. A sidecar
 `<out>.json` records the model config, the source checkpoint, the measured difference and
 the code version.
@@ -27,14 +29,20 @@ INPUTS = ("frames", "speed", "command")
 OUTPUTS = ("trajectory", "controls")
 
 
+def outputs_of(pc: PolicyConfig) -> tuple[str, ...]:
+    """The graph's outputs: OUTPUTS, and `path` where the network has a path head."""
+    return OUTPUTS + (("path",) if pc.path_points > 0 else ())
+
+
 class _Exported(torch.nn.Module):
     def __init__(self, net: PolicyNet):
         super().__init__()
         self.net = net
+        self.names = outputs_of(net.config)
 
     def forward(self, frames, speed, command):
         out = self.net(frames, speed, command)
-        return out["trajectory"], out["controls"]
+        return tuple(out[k] for k in self.names)
 
 
 def _random_inputs(pc: PolicyConfig, batch: int, seed: int = 0):
@@ -68,8 +76,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, args, str(tmp), input_names=list(INPUTS),
-                              output_names=list(OUTPUTS), opset_version=18, dynamo=False,
-                              dynamic_axes={n: {0: "batch"} for n in (*INPUTS, *OUTPUTS)})
+                              output_names=list(module.names), opset_version=18, dynamo=False,
+                              dynamic_axes={n: {0: "batch"} for n in (*INPUTS, *module.names)})
         diff = check_onnx(tmp, net, pc, batch)
         if not diff <= tolerance:
             raise CheckpointError(f"onnxruntime differs from PyTorch by {diff:.3g} > tolerance {tolerance:g}; "
@@ -81,20 +89,24 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = 1e-4
                        "speed": "float32 [B] m/s",
                        "command": "int64 [B] 0 left 1 straight 2 right"},
             "outputs": {"trajectory": "float32 [B,H,2] ego-frame metres", "controls":
-                        "float32 [B,2] (acceleration m/s^2, steering rad)"},
+                        "float32 [B,2] (acceleration m/s^2, steering rad)",
+                        **({"path": f"float32 [B,{pc.path_points},2] ego-frame metres, a point "
+                                    f"every {pc.path_spacing:g} m along the path ahead (what "
+                                    "the closed loop steers on)"} if pc.path_points > 0 else {})},
             "code_version": code_version()}
     write_json(sidecar, info)
     return info
 
 
 def check_onnx(path: str | Path, net: PolicyNet, pc: PolicyConfig, batch: int = 4) -> float:
-    """Largest |onnxruntime - torch| over both outputs on a random batch."""
+    """Largest |onnxruntime - torch| over every output (`outputs_of`) on a random batch."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     frames, speed, command = _random_inputs(pc, batch, seed=2)
     with torch.no_grad():
         ref = net(frames, speed, command)
-    got = sess.run(list(OUTPUTS), {"frames": frames.numpy(), "speed": speed.numpy(),
-                                   "command": command.numpy()})
-    return float(max(np.abs(got[i] - ref[k].numpy()).max() for i, k in enumerate(OUTPUTS)))
+    names = outputs_of(pc)
+    got = sess.run(list(names), {"frames": frames.numpy(), "speed": speed.numpy(),
+                                 "command": command.numpy()})
+    return float(max(np.abs(got[i] - ref[k].numpy()).max() for i, k in enumerate(names)))
