@@ -4,9 +4,9 @@ The exported graph takes the same inputs as `PolicyNet.forward` (uint8 frames
 [B, T, H, W, C], float speed [B], int64 command [B]; B is dynamic) and returns
 `trajectory` [B, H, 2] and `controls` [B, 2], and with a path head `path` [B, P, 2], the
 path the closed loop steers on (`outputs_of`). After writing, onnxruntime runs the file on
-a batch of random inputs and the largest absolute difference from PyTorch (over every
-output) must be within
-`tolerance` (default 1e-4 in metres / SI units); otherwise nothing is written. A sidecar
+a batch of random inputs and the largest absolute difference from PyTorch, over every
+output, must be within `tolerance` (default 1e-4 in metres / SI units); otherwise nothing
+is written. A sidecar
 `<out>.json` records the model config, the source checkpoint, the measured difference and
 the code version.
 """
