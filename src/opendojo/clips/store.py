@@ -202,8 +202,12 @@ class ClipStore:
             return json.load(f)
 
     def write_note(self, name: str, obj: dict) -> None:
-        with self.fs.open(self._p(name), "w") as f:
+        """Write it as `write_clip` writes a clip: under a temporary name in clips/ (which
+        `gc` sweeps if the writer dies), then moved into place, so a reader never sees half."""
+        tmp = self._p("clips", f".tmp-{uuid.uuid4().hex}")
+        with self.fs.open(tmp, "w") as f:
             json.dump(obj, f, indent=1)
+        self.fs.mv(tmp, self._p(name))
 
     def gc(self, older_than_s: float = 3600.0) -> int:
         """Remove temporary directories left by crashed writers; returns how many."""

@@ -215,16 +215,17 @@ def check_recording(store) -> None:
     was kept holds the old one); note the convention in a store that has none."""
     from opendojo.errors import StoreError
 
+    want = recording()
     have = store.read_note(RECORDING_NOTE)
     if have is None:
         if not len(store.catalog(filter="source = 'sim'", columns=["clip_id"])):
-            store.write_note(RECORDING_NOTE, recording())
+            store.write_note(RECORDING_NOTE, want)
             return
         have = OLD_RECORDING
-    if have.get("route_command") != recording()["route_command"]:
+    if have.get("route_command") != want["route_command"]:
         raise StoreError(f"{store.url}: its simulated clips name the route command as "
                          f"{have.get('route_command')!r}; this fleet records "
-                         f"{recording()['route_command']!r}. Record into a new store "
+                         f"{want['route_command']!r}. Record into a new store "
                          f"(another --store or --run-dir); mixing the two would teach both")
 
 
