@@ -84,6 +84,9 @@ class TrainConfig(StageConfig):
                                       # car keeping its lane is driven round where the frames
                                       # show a free lane beside it (train.synthesis); needs
                                       # synthetic_share > 0 and model.object_channel
+    mirror_share: float = Field(0.0, ge=0, le=1)  # share of the samples flipped left-right,
+                                      # with their label, steering and route command
+                                      # (train.mirror); 0 = off
     model: ModelSettings = ModelSettings()
 
     @model_validator(mode="before")

@@ -80,6 +80,8 @@ class LoaderConfig:
                                   # (opendojo.train.inputs)
     synthetic_lane_changes: bool = False  # standing or slow things in the path: driven round
                                   # where a lane beside is free (synthesis.synthesize)
+    mirror_share: float = 0.0     # share of the samples flipped left-right, after any pasting
+                                  # (opendojo.train.mirror)
 
 
 COMMAND_SOURCES = get_args(CommandSource)
@@ -377,9 +379,14 @@ class TrainLoader:
         }
         if self.synthesis is not None:
             self._paste_things(arrays, pairs, position, clips)
+        flip = self._mirror(arrays, position) if cfg.mirror_share else None
         batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
         if cfg.collision:
             batch.update(self._collision_inputs(info, fields, pairs))
+            if flip is not None:
+                from opendojo.train.mirror import mirror_collision
+
+                mirror_collision(batch, flip)
         return batch
 
     def _paste_things(self, arrays: dict, pairs: np.ndarray, position: tuple[int, int], clips) -> None:
@@ -393,6 +400,16 @@ class TrainLoader:
         rng = np.random.default_rng([self.cfg.seed, *position, self.rank, 0x5917])
         synthesize(arrays, sim[pairs[:, 0]], self.cfg.synthetic_share, rng, self.synthesis,
                    lane_changes=self.cfg.synthetic_lane_changes)
+
+    def _mirror(self, arrays: dict, position: tuple[int, int]) -> np.ndarray:
+        """Flip a share of the batch's samples left-right (opendojo.train.mirror), chosen by
+        a generator seeded by the batch's place in the order; returns which (bool [B])."""
+        from opendojo.train.mirror import mirror
+
+        rng = np.random.default_rng([self.cfg.seed, *position, self.rank, 0x3177])
+        which = rng.random(len(arrays["speed"])) < self.cfg.mirror_share
+        mirror(arrays, which)
+        return which
 
     def _collision_inputs(self, info, fields, pairs: np.ndarray) -> dict[str, torch.Tensor]:
         from opendojo.train.occupancy import ego_motion
