@@ -149,6 +149,7 @@ def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
                      batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                      checkpoint_every=max(100, cfg.train_steps // 4), **cfg.network())
     try:
+        _check_same_training(tc, train_dir)
         if (train_dir / "checkpoints" / f"step-{cfg.train_steps}.safetensors").exists():
             return _finished_run(tc, train_dir)
         resume = (train_dir / "checkpoints").is_dir()
@@ -156,6 +157,27 @@ def _train(cfg: DemoConfig, store, dataset: str, train_dir: Path) -> dict:
     except CheckpointError as e:   # e.g. a run of the blind network the demo trained before
         raise ConfigError(f"{e}: a run of another demo config; use another --run-dir, or move "
                           f"{train_dir} aside to train afresh") from None
+
+
+def _check_same_training(tc, train_dir: Path) -> None:
+    """Refuse a run in `train_dir` trained with other settings than `tc` (its network, seed,
+    pasted things, mirrored samples, ...): going on with it, or resuming it, would report
+    another network than this demo config trains. Its dataset is checked by
+    `_finished_run`, its length may differ (resumed to `tc.steps`)."""
+    from opendojo.errors import ConfigError
+    from opendojo.train.trainer import RUNTIME_SETTINGS, saved_config
+
+    if not (train_dir / "config.json").exists():
+        return
+    saved = saved_config(train_dir)
+    skip = {"steps", "checkpoint_every", "store", "dataset", "model", *RUNTIME_SETTINGS}
+    diff = [f"{k}={getattr(saved.model, k)!r} not {getattr(tc.model, k)!r}"
+            for k in type(tc.model).model_fields if getattr(saved.model, k) != getattr(tc.model, k)]
+    diff += [f"{k}={getattr(saved, k)!r} not {getattr(tc, k)!r}"
+             for k in type(tc).model_fields if k not in skip and getattr(saved, k) != getattr(tc, k)]
+    if diff:
+        raise ConfigError(f"{train_dir} was trained with {', '.join(diff)}: a run of another "
+                          "demo config; use another --run-dir, or move it aside to train afresh")
 
 
 def _finished_run(tc, train_dir: Path) -> dict:
