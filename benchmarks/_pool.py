@@ -342,11 +342,11 @@ def composition(store, clip_ids: list[str]) -> dict:
 def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
               batch_size: int = BATCH_SIZE, lr: float = LR, image_size: int = IMAGE_SIZE,
               width: int = WIDTH, threads: int | None = None, collision_weight: float = 0.0,
-              object_channel: bool = False, path_head: bool = False) -> dict:
+              object_channel: bool = False, path_head: bool = False, mirror: bool = False) -> dict:
     """Train (or resume, or reuse) a run of `steps` steps; returns the trainer's summary.
 
-    `object_channel`, `path_head`: the demo's object channel, trained as the demo trains it,
-    and its path head (`opendojo.runs.network_fields`).
+    `object_channel`, `path_head`, `mirror`: the demo's object channel, trained as the demo
+    trains it, its path head, and its mirrored samples (`opendojo.runs.network_fields`).
 
     `threads`: torch intra-op threads (None: torch's default, one per core). On a 2-core
     machine that something else also uses, 2 threads spin at every OpenMP barrier: measured
@@ -362,7 +362,7 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
     tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, batch_size=batch_size,
                      lr=lr, seed=seed, checkpoint_every=max(100, steps // 8),
                      collision_weight=collision_weight,
-                     **network_fields(image_size, width, object_channel, path_head))
+                     **network_fields(image_size, width, object_channel, path_head, mirror))
     if marker.exists():
         from opendojo.train.checkpoint import model_config_diff, read_meta, trained_command
 

@@ -4,11 +4,11 @@ A larger run than `dojo demo`: the network is trained on the collision-free clip
 best KEEP_DRIVERS share of drivers (driver quality from telemetry and video,
 `opendojo.engine.quality`: the demo's rule, "good drivers' data", here over the 2,000-clip
 pool of `benchmarks/curation.py`, shared through `_pool.py`) for TRAIN_STEPS steps with the
-demo's model and optimizer (64x64, width 16, the object channel, the path head, batch 32,
-lr 2e-3). Then it drives the held-out closed-loop suite (every scenario and each of its rare
-events, EPISODES_PER_ITEM episodes each, simulator seeds no fleet clip used) beside the
-expert and every human profile of the fleet; "fleet (humans)" pools the human profiles (the
-fleet-average human).
+demo's model and optimizer (64x64, width 16, the object channel, the path head, mirrored
+samples, batch 32, lr 2e-3). Then it drives the held-out closed-loop suite (every scenario
+and each of its rare events, EPISODES_PER_ITEM episodes each, simulator seeds no fleet clip
+used) beside the expert and every human profile of the fleet; "fleet (humans)" pools the
+human profiles (the fleet-average human).
 
 The project's targets, reported as flags:
   ten_x_safer_than_fleet   network collisions/km x 10 <= fleet-average collisions/km
@@ -50,6 +50,7 @@ COLLISION_WEIGHT = 0.0     # hindsight collision cost (opendojo.train.occupancy)
 OBJECT_CHANNEL = True      # the demo's network: other road users as a 4th input channel,
                            # trained with pasted road users (opendojo.runs.OBJECT_CHANNEL_TRAINING)
 PATH_HEAD = True           # the demo's path head, which the closed loop steers on (runs.PATH_POINTS)
+MIRROR = True              # the demo's mirrored samples (runs.MIRROR_SHARE)
 SEED = 0
 EPISODES_PER_ITEM = 5      # closed-loop episodes per scenario / rare event (demo: 2)
 SCENARIOS = None           # None: every scenario (with each of its rare events)
@@ -72,9 +73,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--path-head", action=argparse.BooleanOptionalAction,
                     help="the demo's path head (--no-path-head: steer on the trajectory, as the "
                          "measurements before 2026-11-23, later, did)")
+    ap.add_argument("--mirror", action=argparse.BooleanOptionalAction,
+                    help="the demo's mirrored samples (--no-mirror: none, as in every "
+                         "measurement before they came in)")
     return _pool.parse_args(ap, argv, {"keep_drivers": KEEP_DRIVERS, "steps": TRAIN_STEPS,
                                        "collision_weight": COLLISION_WEIGHT,
                                        "object_channel": OBJECT_CHANNEL, "path_head": PATH_HEAD,
+                                       "mirror": MIRROR,
                                        "threads": TRAIN_THREADS, "seed": SEED,
                                        "episodes_per_item": EPISODES_PER_ITEM,
                                        "scenarios": SCENARIOS}, SMOKE)
@@ -99,7 +104,8 @@ def run(a) -> dict:
     root = Path(a.data_dir) / f"pool-{a.pool_clips}"
     tag = f"q{a.keep_drivers:g}-steps{a.steps}-seed{a.seed}" + \
         (f"-col{a.collision_weight:g}" if a.collision_weight else "") + \
-        ("-objects" if a.object_channel else "") + ("-path" if a.path_head else "")
+        ("-objects" if a.object_channel else "") + ("-path" if a.path_head else "") + \
+        ("-mirror" if a.mirror else "")
     stage = _pool.Stages()
     settings = dict(vars(a))
     settings.update(image_size=_pool.IMAGE_SIZE, width=_pool.WIDTH, batch_size=_pool.BATCH_SIZE,
@@ -117,7 +123,8 @@ def run(a) -> dict:
     with stage("train"):
         trained = _pool.train_run(store, name, root / "driving" / tag / "train", a.steps, seed=a.seed,
                                   threads=a.threads or None, collision_weight=a.collision_weight,
-                                  object_channel=a.object_channel, path_head=a.path_head)
+                                  object_channel=a.object_channel, path_head=a.path_head,
+                                  mirror=a.mirror)
 
     suite = _pool.drive_suite(stage, store, a, root, {"network": trained["checkpoint"]},
                               root / "driving" / tag)

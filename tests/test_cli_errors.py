@@ -134,9 +134,11 @@ def test_a_loop_resumes_only_its_own_config_and_refuses_a_broken_state(tmp_path)
 
 
 def test_a_loop_from_before_a_setting_resumes_as_it_ran_or_is_refused(tmp_path):
-    """A loop.json written before `object_channel` and `path_head` existed trained the blind
-    network without a path head; one written between the two trained the channel without
-    the head. Each resumes only as it ran, never with half its rounds another network."""
+    """A loop.json written before `object_channel`, `path_head` and `mirror` existed trained
+    the blind network without a path head or mirrored samples; one written between the first
+    two trained the channel without the head; one written before `mirror` alone trained both
+    without mirroring. Each resumes only as it ran, never with half its rounds another
+    network."""
     import json
 
     from opendojo.loop import LoopConfig, _saved_state
@@ -149,19 +151,26 @@ def test_a_loop_from_before_a_setting_resumes_as_it_ran_or_is_refused(tmp_path):
             del old[k]
         state.write_text(json.dumps({"config": old, "rounds": [{"round": 1}]}))
 
-    saved_without("object_channel", "path_head", object_channel=False, path_head=False)
-    with pytest.raises(ConfigError, match="object_channel=False, path_head=False"):
+    saved_without("object_channel", "path_head", "mirror", object_channel=False, path_head=False,
+                  mirror=False)
+    with pytest.raises(ConfigError, match="object_channel=False, path_head=False, mirror=False"):
         _saved_state(state, LoopConfig(run_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match="path_head=False"):
         _saved_state(state, LoopConfig(run_dir=str(tmp_path), object_channel=False))
-    as_it_ran = LoopConfig(run_dir=str(tmp_path), object_channel=False, path_head=False)
+    as_it_ran = LoopConfig(run_dir=str(tmp_path), object_channel=False, path_head=False, mirror=False)
     assert _saved_state(state, as_it_ran)["rounds"] == [{"round": 1}]
 
-    saved_without("path_head", object_channel=True, path_head=False)
-    with pytest.raises(ConfigError, match="path_head=False") as refused:
+    saved_without("path_head", "mirror", object_channel=True, path_head=False, mirror=False)
+    with pytest.raises(ConfigError, match="path_head=False, mirror=False") as refused:
         _saved_state(state, LoopConfig(run_dir=str(tmp_path)))
     assert "object_channel" not in str(refused.value)
-    assert _saved_state(state, LoopConfig(run_dir=str(tmp_path), path_head=False))["rounds"]
+    assert _saved_state(state, LoopConfig(run_dir=str(tmp_path), path_head=False, mirror=False))["rounds"]
+
+    saved_without("mirror", mirror=False)
+    with pytest.raises(ConfigError, match="mirror=False") as refused:
+        _saved_state(state, LoopConfig(run_dir=str(tmp_path)))
+    assert "path_head" not in str(refused.value)
+    assert _saved_state(state, LoopConfig(run_dir=str(tmp_path), mirror=False))["rounds"]
 
 
 def test_a_path_through_a_file_is_one_line(tmp_path):

@@ -23,16 +23,25 @@ def test_a_finished_demo_run_is_reused_and_a_different_dataset_is_refused(tmp_pa
     assert (train_dir / "metrics.jsonl").read_text().splitlines() == lines     # nothing retrained
     with pytest.raises(ConfigError, match="dataset 'a'"):
         _train(cfg, store, "b", train_dir)
-    # The demo trains with the object channel, pasted road users and the path head unless
-    # told not to.
+    # The demo trains with the object channel, pasted road users, the path head and mirrored
+    # samples unless told not to.
     trained = json.loads((train_dir / "config.json").read_text())["train"]
     assert trained["model"]["object_channel"] and trained["synthetic_share"] > 0
-    assert trained["model"]["path_points"] > 0
-    blind = DemoConfig(**{**cfg.model_dump(), "object_channel": False, "path_head": False})
+    assert trained["model"]["path_points"] > 0 and trained["mirror_share"] > 0
+    blind = DemoConfig(**{**cfg.model_dump(), "object_channel": False, "path_head": False,
+                          "mirror": False})
     _train(blind, store, "a", tmp_path / "blind")
     trained = json.loads((tmp_path / "blind" / "config.json").read_text())["train"]
     assert not trained["model"]["object_channel"] and trained["synthetic_share"] == 0
-    assert trained["model"]["path_points"] == 0
+    assert trained["model"]["path_points"] == 0 and trained["mirror_share"] == 0
     # A run of the blind network is refused, not silently retrained or mixed, with the way out.
     with pytest.raises(ConfigError, match="object_channel.*another --run-dir"):
         _train(cfg, store, "a", tmp_path / "blind")
+    # So is a finished run of the same network trained with other settings: without
+    # mirrored samples, or with another seed.
+    unmirrored = DemoConfig(**{**cfg.model_dump(), "mirror": False})
+    _train(unmirrored, store, "a", tmp_path / "unmirrored")
+    with pytest.raises(ConfigError, match="mirror_share=0.0 not 0.5.*another --run-dir"):
+        _train(cfg, store, "a", tmp_path / "unmirrored")
+    with pytest.raises(ConfigError, match="seed=0 not 1"):
+        _train(DemoConfig(**{**cfg.model_dump(), "seed": 1}), store, "a", train_dir)

@@ -31,7 +31,7 @@ def found(run: Path, marks: tuple[str, ...]) -> list[str]:
 class ChainSettings(StageConfig):
     """What `DemoConfig` and `LoopConfig` share: where the run and its store are, its seed
     and processes, the network's input, width, object channel and path head, and the
-    closed-loop suite's size."""
+    closed-loop suite's size; and whether its training mirrors samples."""
 
     run_dir: str
     store: str = Field("", description="clip store (default: RUN_DIR/store)")
@@ -46,10 +46,13 @@ class ChainSettings(StageConfig):
                                  "(OBJECT_CHANNEL_TRAINING; docs/driving.md)")
     path_head: bool = Field(True, description="a head for the path ahead at fixed distances, "
                             "which the closed loop steers on (PATH_POINTS; docs/driving.md)")
+    mirror: bool = Field(True, description="train on MIRROR_SHARE of the samples flipped "
+                         "left-right (opendojo.train.mirror; docs/driving.md)")
 
     def network(self) -> dict:
         """The TrainConfig fields of this chain's network (`network_fields`)."""
-        return network_fields(self.image_size, self.width, self.object_channel, self.path_head)
+        return network_fields(self.image_size, self.width, self.object_channel, self.path_head,
+                              self.mirror)
 
     @property
     def store_url(self) -> str:
@@ -68,11 +71,18 @@ OBJECT_CHANNEL_TRAINING = {"synthetic_share": 0.5, "deviation_weight": 0.0}
 # junctions").
 PATH_POINTS = 8
 
+# Half the samples flipped left-right with their labels and route commands: the networks
+# collided half as often per km at the same score (docs/driving.md, "Mirrored samples").
+MIRROR_SHARE = 0.5
 
-def network_fields(image_size: int, width: int, object_channel: bool, path_head: bool) -> dict:
+
+def network_fields(image_size: int, width: int, object_channel: bool, path_head: bool,
+                   mirror: bool) -> dict:
     """TrainConfig fields for the network `dojo demo`, `dojo loop` and the benchmarks train:
     its input size and width, with `object_channel` the channel trained as
-    OBJECT_CHANNEL_TRAINING says, and with `path_head` a path head of PATH_POINTS points."""
+    OBJECT_CHANNEL_TRAINING says, with `path_head` a path head of PATH_POINTS points, and
+    with `mirror` MIRROR_SHARE of the samples mirrored."""
     model = ModelSettings(image_size=image_size, width=width, object_channel=object_channel,
                           path_points=PATH_POINTS if path_head else 0)
-    return {"model": model, **(OBJECT_CHANNEL_TRAINING if object_channel else {})}
+    return {"model": model, **(OBJECT_CHANNEL_TRAINING if object_channel else {}),
+            **({"mirror_share": MIRROR_SHARE} if mirror else {})}
