@@ -19,10 +19,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from opendojo.clips.schema import ROUTE_COMMANDS
+
+
+# The index of each route command's mirror image (left and right swap, straight stays).
+_MIRRORED = np.array([ROUTE_COMMANDS.index({"left": "right", "right": "left"}.get(c, c))
+                      for c in ROUTE_COMMANDS])
+
 
 def mirror_command(command: np.ndarray) -> np.ndarray:
-    """Route commands in a mirror: left (0) and right (2) swap, straight (1) stays."""
-    return 2 - command
+    """Route commands (indices into `ROUTE_COMMANDS`) in a mirror."""
+    return _MIRRORED[command]
 
 
 def mirror(arrays: dict, which: np.ndarray) -> None:
