@@ -169,12 +169,14 @@ def _check_same_training(tc, train_dir: Path) -> None:
 
     if not (train_dir / "config.json").exists():
         return
-    saved = saved_config(train_dir)
-    skip = {"steps", "checkpoint_every", "store", "dataset", "model", *RUNTIME_SETTINGS}
-    diff = [f"{k}={getattr(saved.model, k)!r} not {getattr(tc.model, k)!r}"
-            for k in type(tc.model).model_fields if getattr(saved.model, k) != getattr(tc.model, k)]
-    diff += [f"{k}={getattr(saved, k)!r} not {getattr(tc, k)!r}"
-             for k in type(tc).model_fields if k not in skip and getattr(saved, k) != getattr(tc, k)]
+    skip = {"steps", "checkpoint_every", "store", "dataset", *RUNTIME_SETTINGS}
+
+    def settings(c) -> dict:   # the model's fields beside the training's, in one mapping
+        d = c.model_dump(exclude=skip)
+        return {**d.pop("model"), **d}
+
+    then, now = settings(saved_config(train_dir)), settings(tc)
+    diff = [f"{k}={then[k]!r} not {now[k]!r}" for k in now if then[k] != now[k]]
     if diff:
         raise ConfigError(f"{train_dir} was trained with {', '.join(diff)}: a run of another "
                           "demo config; use another --run-dir, or move it aside to train afresh")
