@@ -34,7 +34,7 @@ def mirror_command(command: np.ndarray) -> np.ndarray:
 
 def mirror(arrays: dict, which: np.ndarray) -> None:
     """Mirror the samples `which` (bool [B]) of a batch's numpy arrays in place: frames uint8
-    [B, T, H, W, C], trajectory [B, W, 2] (x ahead, y right), controls [B, 2] (acceleration,
+    [B, T, H, W, C], trajectory [B, W, 2] (x ahead, y left), controls [B, 2] (acceleration,
     steering) and command [B]."""
     if not which.any():
         return
