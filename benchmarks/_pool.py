@@ -342,11 +342,13 @@ def composition(store, clip_ids: list[str]) -> dict:
 def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
               batch_size: int = BATCH_SIZE, lr: float = LR, image_size: int = IMAGE_SIZE,
               width: int = WIDTH, threads: int | None = None, collision_weight: float = 0.0,
-              object_channel: bool = False, path_head: bool = False, mirror: bool = False) -> dict:
+              object_channel: bool = False, path_head: bool = False, mirror: bool = False,
+              ema_decay: float = 0.0) -> dict:
     """Train (or resume, or reuse) a run of `steps` steps; returns the trainer's summary.
 
-    `object_channel`, `path_head`, `mirror`: the demo's object channel, trained as the demo
-    trains it, its path head, and its mirrored samples (`opendojo.runs.network_fields`).
+    `object_channel`, `path_head`, `mirror`, `ema_decay`: the demo's object channel, trained
+    as the demo trains it, its path head, its mirrored samples and its averaged weights
+    (`opendojo.runs.network_fields`).
 
     `threads`: torch intra-op threads (None: torch's default, one per core). On a 2-core
     machine that something else also uses, 2 threads spin at every OpenMP barrier: measured
@@ -362,7 +364,7 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
     tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, batch_size=batch_size,
                      lr=lr, seed=seed, checkpoint_every=max(100, steps // 8),
                      collision_weight=collision_weight,
-                     **network_fields(image_size, width, object_channel, path_head, mirror))
+                     **network_fields(image_size, width, object_channel, path_head, mirror, ema_decay))
     if marker.exists():
         from opendojo.train.checkpoint import model_config_diff, read_meta, trained_command
 
@@ -370,8 +372,9 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
         diff, _ = model_config_diff(meta, tc.policy_config().to_dict())
         if trained_command(meta) != tc.command:
             diff.append("command")
-        if meta.get("train", {}).get("collision_weight", 0.0) != tc.collision_weight:
-            diff.append("collision_weight")
+        for k in ("collision_weight", "ema_decay"):
+            if meta.get("train", {}).get(k, 0.0) != getattr(tc, k):
+                diff.append(k)
         if diff:
             raise SystemExit(f"{run_dir} holds a network of another model or training config "
                              f"({', '.join(diff)} differ); move it aside to retrain")

@@ -5,10 +5,10 @@ best KEEP_DRIVERS share of drivers (driver quality from telemetry and video,
 `opendojo.engine.quality`: the demo's rule, "good drivers' data", here over the 2,000-clip
 pool of `benchmarks/curation.py`, shared through `_pool.py`) for TRAIN_STEPS steps with the
 demo's model and optimizer (64x64, width 16, the object channel, the path head, mirrored
-samples, batch 32, lr 2e-3). Then it drives the held-out closed-loop suite (every scenario
-and each of its rare events, EPISODES_PER_ITEM episodes each, simulator seeds no fleet clip
-used) beside the expert and every human profile of the fleet; "fleet (humans)" pools the
-human profiles (the fleet-average human).
+samples, averaged weights, batch 32, lr 2e-3). Then it drives the held-out closed-loop
+suite (every scenario and each of its rare events, EPISODES_PER_ITEM episodes each,
+simulator seeds no fleet clip used) beside the expert and every human profile of the
+fleet; "fleet (humans)" pools the human profiles (the fleet-average human).
 
 The project's targets, reported as flags:
   ten_x_safer_than_fleet   network collisions/km x 10 <= fleet-average collisions/km
@@ -51,6 +51,7 @@ OBJECT_CHANNEL = True      # the demo's network: other road users as a 4th input
                            # trained with pasted road users (opendojo.runs.OBJECT_CHANNEL_TRAINING)
 PATH_HEAD = True           # the demo's path head, which the closed loop steers on (runs.PATH_POINTS)
 MIRROR = True              # the demo's mirrored samples (runs.MIRROR_SHARE)
+EMA = True                 # the demo's averaged weights (runs.EMA_DECAY, opendojo.train.ema)
 SEED = 0
 EPISODES_PER_ITEM = 5      # closed-loop episodes per scenario / rare event (demo: 2)
 SCENARIOS = None           # None: every scenario (with each of its rare events)
@@ -76,10 +77,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction,
                     help="the demo's mirrored samples (--no-mirror: none, as in every "
                          "measurement before they came in)")
+    ap.add_argument("--ema", action=argparse.BooleanOptionalAction,
+                    help="the demo's averaged weights (--no-ema: the weights as trained, as in "
+                         "every measurement before they came in)")
     return _pool.parse_args(ap, argv, {"keep_drivers": KEEP_DRIVERS, "steps": TRAIN_STEPS,
                                        "collision_weight": COLLISION_WEIGHT,
                                        "object_channel": OBJECT_CHANNEL, "path_head": PATH_HEAD,
-                                       "mirror": MIRROR,
+                                       "mirror": MIRROR, "ema": EMA,
                                        "threads": TRAIN_THREADS, "seed": SEED,
                                        "episodes_per_item": EPISODES_PER_ITEM,
                                        "scenarios": SCENARIOS}, SMOKE)
@@ -97,7 +101,7 @@ def _ratio(x, y):
 
 
 def run(a) -> dict:
-    from opendojo import code_version
+    from opendojo import code_version, runs
     from opendojo.train.dataset import create_dataset
 
     t_all = time.perf_counter()
@@ -105,7 +109,7 @@ def run(a) -> dict:
     tag = f"q{a.keep_drivers:g}-steps{a.steps}-seed{a.seed}" + \
         (f"-col{a.collision_weight:g}" if a.collision_weight else "") + \
         ("-objects" if a.object_channel else "") + ("-path" if a.path_head else "") + \
-        ("-mirror" if a.mirror else "")
+        ("-mirror" if a.mirror else "") + ("-ema" if a.ema else "")
     stage = _pool.Stages()
     settings = dict(vars(a))
     settings.update(image_size=_pool.IMAGE_SIZE, width=_pool.WIDTH, batch_size=_pool.BATCH_SIZE,
@@ -124,7 +128,7 @@ def run(a) -> dict:
         trained = _pool.train_run(store, name, root / "driving" / tag / "train", a.steps, seed=a.seed,
                                   threads=a.threads or None, collision_weight=a.collision_weight,
                                   object_channel=a.object_channel, path_head=a.path_head,
-                                  mirror=a.mirror)
+                                  mirror=a.mirror, ema_decay=runs.EMA_DECAY if a.ema else 0.0)
 
     suite = _pool.drive_suite(stage, store, a, root, {"network": trained["checkpoint"]},
                               root / "driving" / tag)

@@ -49,14 +49,15 @@ def test_a_fresh_flywheel_round_trains_as_long_as_the_warm_started_chain_up_to_i
         assert round_training(fresh, k, prev) == (chain, None)
 
 
-@pytest.mark.parametrize("channel,path,mirror", [(True, True, True), (False, True, True),
-                                                 (True, False, True), (True, True, False)])
-def test_loop_rounds_train_the_demos_network(tmp_path, monkeypatch, channel, path, mirror):
+@pytest.mark.parametrize("channel,path,mirror,ema", [(True, True, True, True), (False, True, True, True),
+                                                     (True, False, True, True), (True, True, False, True),
+                                                     (True, True, True, False)])
+def test_loop_rounds_train_the_demos_network(tmp_path, monkeypatch, channel, path, mirror, ema):
     """Each round trains what `dojo demo` trains: the object channel with pasted road users,
-    the path head and mirrored samples (opendojo.runs.network_fields), or without any of them
-    when told."""
+    the path head, mirrored samples and averaged weights (opendojo.runs.network_fields), or
+    without any of them when told."""
     import opendojo.train.trainer
-    from opendojo.runs import MIRROR_SHARE, OBJECT_CHANNEL_TRAINING, PATH_POINTS
+    from opendojo.runs import EMA_DECAY, MIRROR_SHARE, OBJECT_CHANNEL_TRAINING, PATH_POINTS
     from opendojo.loop import LoopConfig, _train
 
     seen = []
@@ -65,12 +66,13 @@ def test_loop_rounds_train_the_demos_network(tmp_path, monkeypatch, channel, pat
     class Store:
         url = str(tmp_path / "store")
 
-    _train(LoopConfig(object_channel=channel, path_head=path, mirror=mirror), Store(), "ds",
-           tmp_path / "train", None, 120)
+    _train(LoopConfig(object_channel=channel, path_head=path, mirror=mirror,
+                      ema_decay=EMA_DECAY if ema else 0.0), Store(), "ds", tmp_path / "train", None, 120)
     (tc,) = seen
     assert tc.model.object_channel is channel and tc.steps == 120 and tc.dataset == "ds"
     assert tc.model.path_points == (PATH_POINTS if path else 0) and PATH_POINTS > 0
     assert tc.mirror_share == (MIRROR_SHARE if mirror else 0.0) and MIRROR_SHARE > 0
+    assert tc.ema_decay == (EMA_DECAY if ema else 0.0) and 0 < EMA_DECAY < 1
     trained = {k: getattr(tc, k) for k in OBJECT_CHANNEL_TRAINING}
     defaults = {k: getattr(type(tc)(), k) for k in OBJECT_CHANNEL_TRAINING}
     assert trained == (OBJECT_CHANNEL_TRAINING if channel else defaults)

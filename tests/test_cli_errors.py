@@ -134,11 +134,12 @@ def test_a_loop_resumes_only_its_own_config_and_refuses_a_broken_state(tmp_path)
 
 
 def test_a_loop_from_before_a_setting_resumes_as_it_ran_or_is_refused(tmp_path):
-    """A loop.json written before `object_channel`, `path_head` and `mirror` existed trained
-    the blind network without a path head or mirrored samples; one written between the first
-    two trained the channel without the head; one written before `mirror` alone trained both
-    without mirroring. Each resumes only as it ran, never with half its rounds another
-    network."""
+    """A loop.json written before `object_channel`, `path_head`, `mirror` and `ema_decay`
+    existed trained the blind network without a path head, mirrored samples or averaged
+    weights; one written between the first two trained the channel without the head; one
+    written before `mirror` trained both without mirroring or averaging; one written before
+    `ema_decay` alone did not average. Each resumes only as it ran, never with half its
+    rounds another network."""
     import json
 
     from opendojo.loop import LoopConfig, _saved_state
@@ -166,11 +167,17 @@ def test_a_loop_from_before_a_setting_resumes_as_it_ran_or_is_refused(tmp_path):
     assert "object_channel" not in str(refused.value)
     assert _saved_state(state, LoopConfig(run_dir=str(tmp_path), path_head=False, mirror=False))["rounds"]
 
-    saved_without("mirror", mirror=False)
-    with pytest.raises(ConfigError, match="mirror=False") as refused:
+    saved_without("mirror", "ema_decay", mirror=False, ema_decay=0.0)
+    with pytest.raises(ConfigError, match="mirror=False, ema_decay=0.0") as refused:
         _saved_state(state, LoopConfig(run_dir=str(tmp_path)))
     assert "path_head" not in str(refused.value)
-    assert _saved_state(state, LoopConfig(run_dir=str(tmp_path), mirror=False))["rounds"]
+    assert _saved_state(state, LoopConfig(run_dir=str(tmp_path), mirror=False, ema_decay=0.0))["rounds"]
+
+    saved_without("ema_decay", ema_decay=0.0)
+    with pytest.raises(ConfigError, match="ema_decay=0.0") as refused:
+        _saved_state(state, LoopConfig(run_dir=str(tmp_path)))
+    assert "mirror" not in str(refused.value)
+    assert _saved_state(state, LoopConfig(run_dir=str(tmp_path), ema_decay=0.0))["rounds"]
 
 
 def test_a_path_through_a_file_is_one_line(tmp_path):

@@ -23,17 +23,19 @@ def test_a_finished_demo_run_is_reused_and_a_different_dataset_is_refused(tmp_pa
     assert (train_dir / "metrics.jsonl").read_text().splitlines() == lines     # nothing retrained
     with pytest.raises(ConfigError, match="dataset 'a'"):
         _train(cfg, store, "b", train_dir)
-    # The demo trains with the object channel, pasted road users, the path head and mirrored
-    # samples unless told not to.
+    # The demo trains with the object channel, pasted road users, the path head, mirrored
+    # samples and averaged weights unless told not to.
     trained = json.loads((train_dir / "config.json").read_text())["train"]
     assert trained["model"]["object_channel"] and trained["synthetic_share"] > 0
     assert trained["model"]["path_points"] > 0 and trained["mirror_share"] > 0
+    assert trained["ema_decay"] > 0
     blind = DemoConfig(**{**cfg.model_dump(), "object_channel": False, "path_head": False,
-                          "mirror": False})
+                          "mirror": False, "ema_decay": 0.0})
     _train(blind, store, "a", tmp_path / "blind")
     trained = json.loads((tmp_path / "blind" / "config.json").read_text())["train"]
     assert not trained["model"]["object_channel"] and trained["synthetic_share"] == 0
     assert trained["model"]["path_points"] == 0 and trained["mirror_share"] == 0
+    assert trained["ema_decay"] == 0
     # A run of the blind network is refused, not silently retrained or mixed, with the way out.
     with pytest.raises(ConfigError, match="object_channel.*another --run-dir"):
         _train(cfg, store, "a", tmp_path / "blind")

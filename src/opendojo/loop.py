@@ -74,10 +74,11 @@ class LoopConfig(ChainSettings):
 # What a resumed loop may change: how many rounds, and how many processes drive them.
 RESUMABLE = ("rounds", "workers")
 # What a loop started before a setting existed ran with, for a loop.json that lacks it:
-# before e727586 the rounds trained the blind network, before 627ad0c no path head, and
-# before `mirror` came in (2026-11-23) none of their samples was mirrored. Such a loop
-# resumes as it ran (or is refused with the new defaults).
-BEFORE_SETTING = {"object_channel": False, "path_head": False, "mirror": False}
+# before e727586 the rounds trained the blind network, before 627ad0c no path head,
+# before `mirror` came in (2026-11-23) none of their samples was mirrored, and before
+# `ema_decay` (2026-11-23, later) no weights were averaged. Such a loop resumes as it ran
+# (or is refused with the new defaults).
+BEFORE_SETTING = {"object_channel": False, "path_head": False, "mirror": False, "ema_decay": 0.0}
 
 
 def _saved_state(path: Path, cfg: LoopConfig) -> dict:

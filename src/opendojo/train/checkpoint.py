@@ -1,5 +1,8 @@
 """Checkpoints: `step-N.safetensors` (weights and optimizer tensors) + `step-N.json` (the rest).
 
+The weights to drive with are `model.*`. A run that averages its weights (`opendojo.train.ema`)
+stores the average there and the weights it trains, which `--resume` continues, as `training.*`.
+
 The JSON (step, loader position, optimizer hyper-parameters, model and train config, code
 version) is written last, each file to a temporary name and renamed: a checkpoint exists
 once its JSON does, so a kill at any moment leaves either the whole checkpoint or none.
@@ -29,9 +32,14 @@ def _atomic(path: Path, write) -> None:
 
 
 def save_checkpoint(directory: Path, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None, meta: dict) -> Path:
+                    optimizer: torch.optim.Optimizer | None, meta: dict,
+                    training: torch.nn.Module | None = None) -> Path:
+    """`model`'s weights as `model.*` and, given `training` (the weights the optimizer steps
+    when `model` is their average), those as `training.*`."""
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"{prefix}.{k}": v.detach().cpu().contiguous()
+               for prefix, m in (("model", model), ("training", training)) if m is not None
+               for k, v in m.state_dict().items()}
     groups = []
     if optimizer is not None:
         sd = optimizer.state_dict()
@@ -107,11 +115,13 @@ def model_config_diff(meta: dict, expect_model: dict) -> tuple[list[str], dict]:
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
-                    expect_model: dict | None = None) -> dict:
+                    expect_model: dict | None = None, weights: str = "model") -> dict:
     """Load weights (and optimizer state) into `model`; return the checkpoint's JSON.
 
-    Refuses a checkpoint made for another model config (compared field by field when
-    `expect_model` is given, and always by tensor names and shapes).
+    `weights`: "model", the weights to drive with, or "training", those a run that averages
+    its weights trains (`save_checkpoint`). Refuses a checkpoint made for another model
+    config (compared field by field when `expect_model` is given, and always by tensor names
+    and shapes).
     """
     p = resolve(path)
     meta = read_meta(p)
@@ -125,13 +135,16 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module,
         tensors = load_file(str(p))
     except Exception as e:  # noqa: BLE001 - any corrupt file is one clear line
         raise CheckpointError(f"{p}: unreadable ({str(e).splitlines()[0]})") from None
-    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    found = {k[len(weights) + 1:]: v for k, v in tensors.items() if k.startswith(weights + ".")}
+    if weights == "training" and not found:
+        raise CheckpointError(f"{p}: holds no training weights (training.*), only the weights "
+                              "to drive with: its run did not average its weights")
     own = model.state_dict()
-    bad = [k for k in own if k not in weights or weights[k].shape != own[k].shape]
-    if bad or set(weights) - set(own):
-        raise CheckpointError(f"{p}: made for another model config (tensor {(bad or sorted(set(weights) - set(own)))[0]} "
+    bad = [k for k in own if k not in found or found[k].shape != own[k].shape]
+    if bad or set(found) - set(own):
+        raise CheckpointError(f"{p}: made for another model config (tensor {(bad or sorted(set(found) - set(own)))[0]} "
                               "is missing or has another shape)")
-    model.load_state_dict(weights)
+    model.load_state_dict(found)
     if optimizer is not None:
         state: dict = {}
         for k, v in tensors.items():

@@ -87,6 +87,9 @@ class TrainConfig(StageConfig):
     mirror_share: float = Field(0.0, ge=0, le=1)  # share of the samples flipped left-right,
                                       # with their label, steering and route command
                                       # (train.mirror); 0 = off
+    ema_decay: float = Field(0.0, ge=0, lt=1)  # checkpoints carry an exponential moving
+                                      # average of the weights with this decay per step
+                                      # (train.ema); 0 = off, the trained weights as they are
     model: ModelSettings = ModelSettings()
 
     @model_validator(mode="before")

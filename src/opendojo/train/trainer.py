@@ -1,6 +1,7 @@
 """The training loop (nanoGPT-short): AdamW, warmup + cosine LR, gradient clipping, optional
-bf16 autocast or CFloat numerics, checkpoints with the loader's position, exact resume,
-TensorBoard + metrics.jsonl, data parallel under torchrun.
+bf16 autocast or CFloat numerics, optional weight averaging (`opendojo.train.ema`),
+checkpoints with the loader's position, exact resume, TensorBoard + metrics.jsonl, data
+parallel under torchrun.
 
 Run directory
     config.toml, config.json   the resolved config (+ code version, world size)
@@ -31,6 +32,7 @@ from opendojo.errors import CheckpointError, ConfigError, DatasetError
 from opendojo.label.hindsight import LabelSpec
 from opendojo.train.checkpoint import checkpoints, load_checkpoint, read_meta, save_checkpoint, trained_settings
 from opendojo.train.config import TrainConfig, to_toml
+from opendojo.train.ema import averaged
 from opendojo.train.loader import LoaderConfig, TrainLoader
 from opendojo.train.model import PolicyNet
 from opendojo.train.path import path_targets
@@ -219,12 +221,17 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     ckpt_dir = run_dir / "checkpoints"
     done = checkpoints(ckpt_dir)
     if resume and done:
-        meta = load_checkpoint(ckpt_dir / f"step-{done[-1]}.safetensors", model, opt,
-                               expect_model=pc.to_dict())
+        last = ckpt_dir / f"step-{done[-1]}.safetensors"
+        meta = load_checkpoint(last, model, opt, expect_model=pc.to_dict(),
+                               weights="training" if cfg.ema_decay else "model")
         step = meta["step"]
         loader.load_state_dict(meta["loader"])
     elif cfg.init_from:
         load_checkpoint(cfg.init_from, model, None, expect_model=pc.to_dict())
+    ema = averaged(model, cfg.ema_decay) if cfg.ema_decay else None
+    if ema is not None and resume and done:
+        load_checkpoint(last, ema.module)
+        ema.n_averaged.fill_(meta["ema_updates"])
     if step >= cfg.steps:                          # before anything in run_dir is rewritten
         raise ConfigError(f"{run_dir} is already at step {step} of {cfg.steps} (raise --steps)")
     if rank == 0:
@@ -260,6 +267,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             window_n += batch["speed"].shape[0] * world
             window_loss, window_steps = window_loss + loss.detach().float(), window_steps + 1
@@ -287,11 +296,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
                               "samples_per_s"):
                         writer.add_scalar(f"train/{k}", last[k], step)
             if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-                save_checkpoint(ckpt_dir, step, model, opt, {
+                save_checkpoint(ckpt_dir, step, model if ema is None else ema.module, opt, {
                     "model": pc.to_dict(), "train": cfg.model_dump(), "loader": loader.state_dict(),
                     "code_version": code_version(), "world_size": world,
                     "labels": {"version": label_spec(cfg).version, "horizon_s": cfg.model.horizon_s,
-                               "waypoints": cfg.model.horizon}})
+                               "waypoints": cfg.model.horizon},
+                    **({} if ema is None else {"ema_updates": int(ema.n_averaged)})},
+                    training=None if ema is None else model)
                 writer.flush()
             if bar is not None:
                 bar.update(1, loss=last.get("loss"))
