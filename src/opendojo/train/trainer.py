@@ -231,7 +231,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     ema = averaged(model, cfg.ema_decay) if cfg.ema_decay else None
     if ema is not None and resume and done:
         load_checkpoint(last, ema.module)
-        ema.n_averaged.fill_(meta["ema_updates"])
+        ema.n_averaged.fill_(step)                 # one update per step since step 0
     if step >= cfg.steps:                          # before anything in run_dir is rewritten
         raise ConfigError(f"{run_dir} is already at step {step} of {cfg.steps} (raise --steps)")
     if rank == 0:
@@ -300,8 +300,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
                     "model": pc.to_dict(), "train": cfg.model_dump(), "loader": loader.state_dict(),
                     "code_version": code_version(), "world_size": world,
                     "labels": {"version": label_spec(cfg).version, "horizon_s": cfg.model.horizon_s,
-                               "waypoints": cfg.model.horizon},
-                    **({} if ema is None else {"ema_updates": int(ema.n_averaged)})},
+                               "waypoints": cfg.model.horizon}},
                     training=None if ema is None else model)
                 writer.flush()
             if bar is not None:
