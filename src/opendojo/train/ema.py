@@ -5,9 +5,8 @@ average `avg <- d x avg + (1 - d) x weights` after every step (PyTorch's `Averag
 and a checkpoint's `model.*` tensors are that average: what evaluation, export, shadow mode
 and `init_from` read. The trained weights go under `training.*`, so that `--resume`
 continues the run where it stopped. Driving policies are commonly evaluated this way
-(Diffusion Policy, Chi et al., RSS 2023). At the demo's scale, over five seeds, it drove
-+0.009 better (95% CI -0.003 to +0.022) with 5% fewer collisions (docs/driving.md,
-"Averaged weights").
+(Diffusion Policy, Chi et al., RSS 2023); what it does for ours is measured in
+docs/driving.md, "Averaged weights" (`runs.EMA_DECAY` quotes it).
 
 The decay is warmed up as min(d, (1 + n) / (10 + n)) after n updates, so that the
 randomly initialised weights of the first steps do not linger in the average of a short

@@ -217,21 +217,22 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": other, "weight_decay": 0.0}], lr=cfg.lr)
 
+    # The average copies the weights at its first update, so it may be made before they load.
+    ema = averaged(model, cfg.ema_decay) if cfg.ema_decay else None
     step = 0
     ckpt_dir = run_dir / "checkpoints"
     done = checkpoints(ckpt_dir)
     if resume and done:
         last = ckpt_dir / f"step-{done[-1]}.safetensors"
         meta = load_checkpoint(last, model, opt, expect_model=pc.to_dict(),
-                               weights="training" if cfg.ema_decay else "model")
+                               weights="model" if ema is None else "training")
         step = meta["step"]
         loader.load_state_dict(meta["loader"])
+        if ema is not None:
+            load_checkpoint(last, ema.module)
+            ema.n_averaged.fill_(step)             # one update per step since step 0
     elif cfg.init_from:
         load_checkpoint(cfg.init_from, model, None, expect_model=pc.to_dict())
-    ema = averaged(model, cfg.ema_decay) if cfg.ema_decay else None
-    if ema is not None and resume and done:
-        load_checkpoint(last, ema.module)
-        ema.n_averaged.fill_(step)                 # one update per step since step 0
     if step >= cfg.steps:                          # before anything in run_dir is rewritten
         raise ConfigError(f"{run_dir} is already at step {step} of {cfg.steps} (raise --steps)")
     if rank == 0:
