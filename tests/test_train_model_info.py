@@ -107,7 +107,8 @@ def test_several_modes_keep_left_and_right_apart_where_one_trajectory_cannot():
     final = {}
     for k in (1, 2):
         cfg = TrainConfig(deviation_weight=0.0, model=ModelSettings(
-            frames=1, image_size=8, width=4, stages=1, hidden=16, horizon=3, horizon_s=3.0, modes=k))
+            frames=1, image_size=8, width=4, stages=1, hidden=16, horizon=3, horizon_s=3.0, modes=k,
+            path_points=5, path_spacing=6.0))
         net = PolicyNet(cfg.policy_config())
         opt = torch.optim.Adam(net.parameters(), lr=0.02)
         for _ in range(150):
@@ -116,12 +117,17 @@ def test_several_modes_keep_left_and_right_apart_where_one_trajectory_cannot():
             opt.zero_grad()
             loss.backward()
             opt.step()
-        final[k] = parts["trajectory_loss"].item()
+        final[k] = parts["trajectory_loss"].item(), parts["path_loss"].item()
         out = net(batch["frames"][:1], batch["speed"][:1], batch["command"][:1])
     lat = sorted(out["modes"][0, :, -1, 1].tolist())
     assert lat[0] < -3.5 and lat[1] > 3.5                 # one mode each way
     assert "mode_loss" in parts and out["trajectory"].shape == (1, 3, 2)
     assert abs(out["trajectory"][0, -1, 1].item()) > 3.5  # it drives one of them, not between
-    assert final[2] < 0.1 * final[1]                      # one trajectory misses at least one side
+    assert final[2][0] < 0.1 * final[1][0]                # one trajectory misses at least one side
+    # the path head has the same modes, paired with the trajectory's: the controller steers on
+    # the chosen mode's path, which goes the chosen trajectory's way
+    assert out["path_modes"].shape == (1, 2, 5, 2) and final[2][1] < 0.1 * final[1][1]
+    side = out["path"][0, 2, 1].item()                    # 18 m along, ~2.7 m aside
+    assert abs(side) > 2.0 and side * out["trajectory"][0, -1, 1].item() > 0
     assert PolicyConfig.from_dict({k: v for k, v in PolicyConfig().to_dict().items()
                                    if k != "modes"}).modes == 1

@@ -17,7 +17,9 @@ Outputs (dict)
   modes      float [B, modes, horizon, 2], mode_logits float [B, modes]  (only with modes > 1)
   controls   float [B, 2]           (acceleration m/s^2, steering rad)
   path       float [B, path_points, 2]  (only with path_points > 0) the path ahead at
-                                    path_spacing*k metres along it (`opendojo.train.path`)
+                                    path_spacing*k metres along it (`opendojo.train.path`);
+                                    with modes > 1, the chosen mode's path
+  path_modes float [B, modes, path_points, 2]  (only with path_points > 0 and modes > 1)
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ class PolicyNet(nn.Module):
         if c.path_points > 0:
             from opendojo.train.path import path_distances
 
-            self.path_head = nn.Linear(c.hidden, c.path_points * 2)
+            self.path_head = nn.Linear(c.hidden, c.modes * c.path_points * 2)
             ahead = torch.as_tensor(path_distances(c.path_points, c.path_spacing), dtype=torch.float32)
             # driving straight on, which the head corrects (not saved: it follows from the config)
             self.register_buffer("path_straight", torch.stack([ahead, torch.zeros_like(ahead)], dim=-1),
@@ -164,18 +166,26 @@ class PolicyNet(nn.Module):
         ahead = speed.to(traj.dtype).unsqueeze(-1) * times
         traj = traj + torch.stack([ahead, torch.zeros_like(ahead)], dim=-1).unsqueeze(1)
         out = {"controls": self.controls_head(h)}
+        path = None
         if self.path_head is not None:
-            out["path"] = self.path_head(h).view(-1, c.path_points, 2) + self.path_straight
+            path = self.path_head(h).view(-1, c.modes, c.path_points, 2) + self.path_straight
         if self.mode_head is None:
             out["trajectory"] = traj[:, 0]
+            if path is not None:
+                out["path"] = path[:, 0]
             return out
         # Several hypotheses: where drivers go both left and right round a stalled car, one
         # regressed trajectory lands somewhere between them; each mode can keep one, and
         # the classifier says which this scene calls for (trainer.policy_loss: winner takes all).
+        # A path head has as many modes, paired with the trajectory's: the controller steers
+        # on the chosen mode's path, not on the mean of a left and a right one.
         logits = self.mode_head(h)
         best = logits.argmax(dim=-1)
-        out["trajectory"] = traj[torch.arange(traj.shape[0], device=traj.device), best]
+        rows = torch.arange(traj.shape[0], device=traj.device)
+        out["trajectory"] = traj[rows, best]
         out["modes"], out["mode_logits"] = traj, logits
+        if path is not None:
+            out["path"], out["path_modes"] = path[rows, best], path
         return out
 
 

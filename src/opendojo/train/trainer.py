@@ -66,31 +66,41 @@ def policy_loss(out: dict, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor,
     with a path head, also on the path points the label covers (`opendojo.train.path`).
 
     With several trajectory modes, winner takes all: only the mode nearest the driven future
-    is regressed, and the mode classifier learns (cross-entropy) which mode that was."""
+    (waypoints and, with a path head, its path together) is regressed, and the mode
+    classifier learns (cross-entropy) which mode that was."""
     w = sample_weights(batch, cfg)
     extra = {}
-    if "modes" in out:
-        truth = batch["trajectory"].unsqueeze(1)
-        per_mode = F.smooth_l1_loss(out["modes"].float(), truth.expand_as(out["modes"]),
-                                    reduction="none").mean(dim=(2, 3))          # [B, K]
-        winner = per_mode.detach().argmin(dim=1)
-        per = per_mode.gather(1, winner[:, None])[:, 0]
+    moded = "modes" in out
+    trajs = out["modes"] if moded else out["trajectory"].unsqueeze(1)           # [B, K, W, 2]
+    per_mode = F.smooth_l1_loss(trajs.float(), batch["trajectory"].unsqueeze(1).expand_as(trajs),
+                                reduction="none").mean(dim=(2, 3))              # [B, K]
+    path_mode = None
+    if "path" in out:
+        paths = out["path_modes"] if "path_modes" in out else out["path"].unsqueeze(1)
+        target, valid = path_targets(batch["trajectory"], cfg.model.path_points, cfg.model.path_spacing)
+        point = F.smooth_l1_loss(paths.float(), target.unsqueeze(1).expand_as(paths),
+                                 reduction="none").mean(dim=-1)                 # [B, K, P]
+        covered = valid.to(point.dtype)                                          # [B, P]
+        path_mode = (point * covered[:, None]).sum(dim=-1) / covered.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    if moded:
+        fit = per_mode if path_mode is None else per_mode + path_mode
+        winner = fit.detach().argmin(dim=1)
         mode_ce = F.cross_entropy(out["mode_logits"].float(), winner)
         extra = {"mode_loss": mode_ce.detach()}
     else:
-        per = F.smooth_l1_loss(out["trajectory"].float(), batch["trajectory"],
-                               reduction="none").mean(dim=(1, 2))
+        winner = torch.zeros(trajs.shape[0], dtype=torch.long, device=trajs.device)
         mode_ce = 0.0
+    per = per_mode.gather(1, winner[:, None])[:, 0]
     traj = per.mean() if w is None else (per * w).sum() / w.sum()
     scale = torch.tensor([cfg.accel_scale, cfg.steering_scale], device=batch["controls"].device)
     ctrl = F.smooth_l1_loss(out["controls"].float() / scale, batch["controls"] / scale)
     ade = (out["trajectory"].float() - batch["trajectory"]).norm(dim=-1).mean()
     loss = cfg.trajectory_weight * (traj + mode_ce) + cfg.controls_weight * ctrl
-    if "path" in out:
-        target, valid = path_targets(batch["trajectory"], cfg.model.path_points, cfg.model.path_spacing)
-        per_point = F.smooth_l1_loss(out["path"].float(), target, reduction="none").mean(dim=-1)
-        vw = valid.to(per_point.dtype) * (1.0 if w is None else w[:, None])
-        path = (per_point * vw).sum() / vw.sum().clamp_min(1e-6)
+    if path_mode is not None:
+        # the winner's points, each weighted by its sample's weight where the label covers it
+        points = point.gather(1, winner[:, None, None].expand(-1, 1, point.shape[2]))[:, 0]
+        vw = covered * (1.0 if w is None else w[:, None])
+        path = (points * vw).sum() / vw.sum().clamp_min(1e-6)
         loss = loss + cfg.trajectory_weight * path
         extra["path_loss"] = path.detach()
     if cfg.collision_weight and "field" in batch:
