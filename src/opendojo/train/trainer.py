@@ -74,16 +74,17 @@ def policy_loss(out: dict, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor,
     trajs = out["modes"] if moded else out["trajectory"].unsqueeze(1)           # [B, K, W, 2]
     per_mode = F.smooth_l1_loss(trajs.float(), batch["trajectory"].unsqueeze(1).expand_as(trajs),
                                 reduction="none").mean(dim=(2, 3))              # [B, K]
-    path_mode = None
+    point = None
     if "path" in out:
         paths = out["path_modes"] if "path_modes" in out else out["path"].unsqueeze(1)
         target, valid = path_targets(batch["trajectory"], cfg.model.path_points, cfg.model.path_spacing)
         point = F.smooth_l1_loss(paths.float(), target.unsqueeze(1).expand_as(paths),
                                  reduction="none").mean(dim=-1)                 # [B, K, P]
         covered = valid.to(point.dtype)                                          # [B, P]
-        path_mode = (point * covered[:, None]).sum(dim=-1) / covered.sum(dim=-1, keepdim=True).clamp_min(1.0)
     if moded:
-        fit = per_mode if path_mode is None else per_mode + path_mode
+        fit = per_mode
+        if point is not None:   # a path per mode: the pair nearest the driven future wins
+            fit = fit + (point * covered[:, None]).sum(dim=-1) / covered.sum(dim=-1, keepdim=True).clamp_min(1.0)
         winner = fit.detach().argmin(dim=1)
         mode_ce = F.cross_entropy(out["mode_logits"].float(), winner)
         extra = {"mode_loss": mode_ce.detach()}
@@ -96,7 +97,7 @@ def policy_loss(out: dict, batch: dict, cfg: TrainConfig) -> tuple[torch.Tensor,
     ctrl = F.smooth_l1_loss(out["controls"].float() / scale, batch["controls"] / scale)
     ade = (out["trajectory"].float() - batch["trajectory"]).norm(dim=-1).mean()
     loss = cfg.trajectory_weight * (traj + mode_ce) + cfg.controls_weight * ctrl
-    if path_mode is not None:
+    if point is not None:
         # the winner's points, each weighted by its sample's weight where the label covers it
         points = point.gather(1, winner[:, None, None].expand(-1, 1, point.shape[2]))[:, 0]
         vw = covered * (1.0 if w is None else w[:, None])
