@@ -14,7 +14,8 @@ stopped thing in the ego's lane (within LANE_HALF_M sideways) 5-60 m ahead, the 
 point has to stop STOP_SHORT_M short of it. Per arm: the steps counted, how much shorter
 the plan is because of the erased road users (metres at the horizon; mean, median,
 largest), how far it moves sideways, and, for the stopped thing, the shortening it needed
-and the share of that it made. Where the things are is read from the simulator,
+and the share of that it made, for the stopped thing also per distance band and speed
+(`by_distance`). Where the things are is read from the simulator,
 which only a diagnosis may do; nothing is trained on it.
 
     .venv/bin/python benchmarks/object_sensitivity.py --checkpoint runs/demo/train > sens.json
@@ -40,6 +41,9 @@ AHEAD_M = (5.0, 60.0)     # a road user counts when this far ahead of the ego's 
 LANE_HALF_M = 2.0         # ... and at most this far to either side (in the ego's lane)
 STOP_SHORT_M = 5.0        # a safe plan ends this far short of a stopped thing in the lane
 MOVED_M = 1.0             # a plan "moved" when its end point moved at least this far
+NEAR_BINS_M = (5.0, 15.0, 30.0, 60.0)   # the stopped thing's distance bands, reported apart,
+AT_SPEED = 8.0                          # each split at this speed (m/s): a car standing behind
+                                        # a thing needs no shorter plan, one closing in does
 
 
 def _ego_frame(ego, position) -> tuple[float, float]:
@@ -104,6 +108,7 @@ class TwoPlans:
                 "shorter_m": float(end_without[0] - end[0]),
                 "sideways_m": float(abs(end[1] - end_without[1])),
                 "needed_m": float(max(0.0, end_without[0] - (nearest - STOP_SHORT_M))),
+                "nearest_m": nearest, "speed": float(state["speed"]),
             })
         return control
 
@@ -138,6 +143,28 @@ def summarize_arm(results: list[dict], arm: str) -> dict:
         out["needed_shorter_m"] = {"mean": round(float(needed.mean()), 3),
                                    "median": round(float(np.median(needed)), 3)}
         out["share_of_needed"] = round(float(np.clip(shorter, 0, None).sum() / max(needed.sum(), 1e-9)), 4)
+        out["by_distance"] = by_distance(recs)
+    return out
+
+
+def by_distance(recs: list[dict]) -> dict:
+    """The stopped thing's arm per distance band and speed: does the network still answer it
+    close up, closing in?"""
+    out = {}
+    for lo, hi in zip(NEAR_BINS_M[:-1], NEAR_BINS_M[1:]):
+        for fast in (False, True):
+            band = [r for r in recs if lo <= r["nearest_m"] < hi and (r["speed"] >= AT_SPEED) == fast]
+            if not band:
+                continue
+            shorter = np.array([r["shorter_m"] for r in band])
+            needed = np.array([r["needed_m"] for r in band])
+            out[f"{lo:g}-{hi:g} m, {'>=' if fast else '<'} {AT_SPEED:g} m/s"] = {
+                "steps": len(band), "mean_speed": round(float(np.mean([r["speed"] for r in band])), 2),
+                "plan_shorter_m": round(float(shorter.mean()), 3),
+                "needed_shorter_m": round(float(needed.mean()), 3),
+                # none where the band needed (almost) nothing: standing behind the thing
+                "share_of_needed": (round(float(np.clip(shorter, 0, None).sum() / needed.sum()), 4)
+                                    if needed.mean() >= 0.5 else None)}
     return out
 
 
