@@ -142,7 +142,7 @@ def summarize_arm(results: list[dict], arm: str) -> dict:
         needed = np.array([r["needed_m"] for r in recs])
         out["needed_shorter_m"] = {"mean": round(float(needed.mean()), 3),
                                    "median": round(float(np.median(needed)), 3)}
-        out["share_of_needed"] = round(float(np.clip(shorter, 0, None).sum() / max(needed.sum(), 1e-9)), 4)
+        out["share_of_needed"] = share_of_needed(shorter, needed)
         out["by_distance"] = by_distance(recs)
     return out
 
@@ -163,9 +163,14 @@ def by_distance(recs: list[dict]) -> dict:
                 "plan_shorter_m": round(float(shorter.mean()), 3),
                 "needed_shorter_m": round(float(needed.mean()), 3),
                 # none where the band needed (almost) nothing: standing behind the thing
-                "share_of_needed": (round(float(np.clip(shorter, 0, None).sum() / needed.sum()), 4)
-                                    if needed.mean() >= 0.5 else None)}
+                "share_of_needed": share_of_needed(shorter, needed) if needed.mean() >= 0.5 else None}
     return out
+
+
+def share_of_needed(shorter: np.ndarray, needed: np.ndarray) -> float:
+    """How much of the shortening a safe plan needed the plans made (their lengthenings not
+    counted against it)."""
+    return round(float(np.clip(shorter, 0, None).sum() / max(needed.sum(), 1e-9)), 4)
 
 
 def main(argv=None) -> None:
