@@ -13,7 +13,7 @@ from opendojo.engine.quality import QualityConfig, gap_ahead
 from opendojo.label.hindsight import LabelSpec
 from opendojo.train.path import path_arc
 from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, MAX_DECEL, MOVING_MAX,
-                                      braking_arc, draw_thing, pick_thing, stop_behind, synthesize)
+                                      NEAR_M, braking_arc, draw_thing, pick_thing, stop_behind, synthesize)
 from synthutil import TIMES
 from synthutil import car as _car
 from synthutil import geo as _geo
@@ -157,6 +157,38 @@ def test_some_pasted_cars_drive_faster_than_the_car_and_none_is_braked_for():
     for t in things:
         if t.speed >= 20.0:
             assert stop_behind(label, 20.0, t, geo)[0] is label
+
+
+def test_a_near_share_of_the_pasted_things_sits_within_near_m_and_the_rest_anywhere():
+    """`near_share` moves that share of the things within NEAR_M; the others (and every
+    thing without it) stay spread over the whole reach, and none is nearer than a thing
+    can be drawn clear of the ego."""
+    reach, speed, history_s = 70.0, 20.0, 0.3
+
+    def within_near(share: float) -> tuple[float, list]:
+        rng = np.random.default_rng(5)
+        things = [pick_thing(rng, speed, reach, 0.0, history_s, near_share=share) for _ in range(3000)]
+        return np.mean([t.distance_m <= NEAR_M for t in things]), things
+
+    uniform, things = within_near(0.0)
+    assert max(t.distance_m for t in things) > NEAR_M + 0.8 * (reach - NEAR_M)
+    for share in (0.5, 1.0):
+        near, things = within_near(share)
+        # a share drawn near, the rest as before (some of which land near too)
+        assert abs(near - (share + (1 - share) * uniform)) < 0.04
+        for t in things:
+            assert EGO_HALF_LENGTH_M + t.size_m[0] / 2 + 1.0 - 1e-9 <= t.distance_m <= reach
+    assert uniform < 0.3
+
+
+def test_a_near_share_needs_things_pasted():
+    from pydantic import ValidationError
+
+    from opendojo.train.config import TrainConfig
+
+    assert TrainConfig(synthetic_share=0.5, synthetic_near_share=0.5).synthetic_near_share == 0.5
+    with pytest.raises(ValidationError, match="synthetic_share > 0"):
+        TrainConfig(synthetic_near_share=0.5)
 
 
 def test_a_faster_pasted_car_is_clear_of_the_ego_in_every_history_frame():

@@ -80,6 +80,9 @@ class TrainConfig(StageConfig):
                                       # pasted road user and a label that stops or follows
                                       # behind it where it is in the way and closing in
                                       # (train.synthesis); 0 = off
+    synthetic_near_share: float = Field(0.0, ge=0, le=1)  # share of the pasted things placed
+                                      # at most synthesis.NEAR_M (20 m) ahead instead of anywhere
+                                      # up to the frame's reach; 0 = uniform up to the reach
     synthetic_lane_changes: bool = False  # a pasted thing standing or slow in the path of a
                                       # car keeping its lane is driven round where the frames
                                       # show a free lane beside it (train.synthesis); needs
@@ -127,6 +130,10 @@ class TrainConfig(StageConfig):
             raise PydanticCustomError(
                 "lane_changes_need_things", "synthetic_lane_changes needs synthetic_share > 0 "
                 "and model.object_channel = true (the object channel says whether a lane is free)")
+        if self.synthetic_near_share and not self.synthetic_share:
+            raise PydanticCustomError(
+                "near_share_needs_things", "synthetic_near_share places pasted things; it needs "
+                "synthetic_share > 0")
         if self.synthetic_lane_changes and self.command == "hindsight":
             raise PydanticCustomError(
                 "lane_changes_hindsight", "synthetic_lane_changes needs command = \"route\": the "

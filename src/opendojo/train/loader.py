@@ -78,6 +78,7 @@ class LoaderConfig:
                                   # get a pasted road user (opendojo.train.synthesis); 0 = none
     object_channel: bool = False  # frames carry the cost field as a 4th channel
                                   # (opendojo.train.inputs)
+    synthetic_near_share: float = 0.0  # share of the pasted things placed near (synthesis.pick_thing)
     synthetic_lane_changes: bool = False  # standing or slow things in the path: driven round
                                   # where a lane beside is free (synthesis.synthesize)
     mirror_share: float = 0.0     # share of the samples flipped left-right, after any pasting
@@ -399,7 +400,8 @@ class TrainLoader:
         sim = np.array([is_birds_eye(self.rows[c]) for c in clips])
         rng = np.random.default_rng([self.cfg.seed, *position, self.rank, 0x5917])
         synthesize(arrays, sim[pairs[:, 0]], self.cfg.synthetic_share, rng, self.synthesis,
-                   lane_changes=self.cfg.synthetic_lane_changes)
+                   lane_changes=self.cfg.synthetic_lane_changes,
+                   near_share=self.cfg.synthetic_near_share)
 
     def _mirror(self, arrays: dict, position: tuple[int, int]) -> np.ndarray:
         """Flip a share of the batch's samples left-right (opendojo.train.mirror), chosen by

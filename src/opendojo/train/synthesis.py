@@ -85,6 +85,9 @@ MARKING_MIN_SHARE = 0.15     # a column is part of a marking when this share of 
 BEHIND_M = 15.0              # how far behind the car a target lane must be free, where the
                              # frame shows that far (the fleet camera shows ~11 m)
 AHEAD_M = 15.0               # and how far beyond the thing
+NEAR_M = 20.0                # a near thing (`pick_thing`'s `near_share`) is at most this far
+                             # ahead: where the demo network gave 0.17-0.28 of the braking a
+                             # stopped thing needed (docs/driving.md, "Things pasted near")
 
 
 @dataclass(frozen=True)
@@ -372,31 +375,37 @@ def clears(traj: np.ndarray, pos: np.ndarray, thing: Thing) -> bool:
 
 
 def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_share: float,
-               history_s: float = 0.0) -> Thing:
+               history_s: float = 0.0, near_share: float = 0.0) -> Thing:
     """A random thing for a sample at `speed`: a car or an obstacle, at most `reach_m`
     ahead; half the cars are traffic (blue) at up to `MOVING_MAX` x `speed` (slower ones
     to brake for, the rest to keep driving behind), the rest, like obstacles, stand still
     (yellow, or red as highway-env draws what crashed); a share `side_share` a lane
     (3.5-4.5 m) to either side of the path. A car faster than the ego was nearer in the
     older frames (`draw_at`): it starts far enough ahead to have been clear of the ego
-    `history_s` seconds ago too."""
+    `history_s` seconds ago too. The distance is uniform up to `reach_m`, or, for a share
+    `near_share` of the things, up to `NEAR_M` (`TrainConfig.synthetic_near_share`)."""
     size = SIZES_M[rng.integers(len(SIZES_M))]
     moving = size == SIZES_M[0] and rng.random() < 0.5
     thing_speed = float(rng.uniform(0, MOVING_MAX * speed)) if moving else 0.0
     side = float(rng.choice([-1, 1]) * rng.uniform(3.5, 4.5)) if rng.random() < side_share else 0.0
     near = EGO_HALF_LENGTH_M + size[0] / 2 + 1.0 + max(thing_speed - speed, 0.0) * history_s
-    return Thing(distance_m=float(rng.uniform(near, reach_m)), side_m=side, speed=thing_speed,
-                 size_m=size, colour=COLOURS[1 if moving else rng.choice([0, 2])])
+    distance = float(rng.uniform(near, reach_m))
+    colour = COLOURS[1 if moving else rng.choice([0, 2])]
+    if near_share and rng.random() < near_share and near < NEAR_M:
+        distance = float(rng.uniform(near, min(NEAR_M, reach_m)))
+    return Thing(distance_m=distance, side_m=side, speed=thing_speed, size_m=size, colour=colour)
 
 
 def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.Generator,
-               geo: Geometry, side_share: float = 0.4, lane_changes: bool = False) -> dict:
+               geo: Geometry, side_share: float = 0.4, lane_changes: bool = False,
+               near_share: float = 0.0) -> dict:
     """Paste a thing into a share of the batch's eligible samples (in place on numpy
     arrays: frames uint8 [B, T, H, W, C] (`draw_thing`), speed [B], trajectory [B, W, 2],
     controls [B, 2]); returns which samples got one, which of those got it in their path,
     which had their label cut, which had it turned into a lane change round the thing and
     which got a stopped thing in the lane their driver was leaving (bool [B] each; the last
-    two only with `lane_changes`)."""
+    two only with `lane_changes`). A share `near_share` of the things is pasted near
+    (`pick_thing`)."""
     b, t_count, h = batch["frames"].shape[:3]
     if lane_changes and batch["frames"].shape[-1] != 4:
         raise ValueError("lane changes need frames with the object channel: it says whether "
@@ -405,7 +414,7 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
     out = {k: np.zeros(b, bool) for k in ("pasted", "in_path", "braked", "lane_change", "left_behind")}
     for i in np.flatnonzero(eligible & (batch["speed"] >= MIN_SPEED) & (rng.random(b) < share)):
         v = float(batch["speed"][i])
-        thing = pick_thing(rng, v, reach, side_share, (t_count - 1) * geo.history_dt)
+        thing = pick_thing(rng, v, reach, side_share, (t_count - 1) * geo.history_dt, near_share)
         label = batch["trajectory"][i]
         out["pasted"][i] = True
         in_path = thing.side_m == 0.0
