@@ -391,6 +391,8 @@ def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_shar
     near = EGO_HALF_LENGTH_M + size[0] / 2 + 1.0 + max(thing_speed - speed, 0.0) * history_s
     distance = float(rng.uniform(near, reach_m))
     colour = COLOURS[1 if moving else rng.choice([0, 2])]
+    # a near thing is redrawn after the far draw, not instead of it: the generator's stream
+    # stays that of the measured networks (docs/driving.md, "Things pasted near")
     if near_share and rng.random() < near_share and near < NEAR_M:
         distance = float(rng.uniform(near, min(NEAR_M, reach_m)))
     return Thing(distance_m=distance, side_m=side, speed=thing_speed, size_m=size, colour=colour)
