@@ -378,9 +378,10 @@ class TrainLoader:
             "speed": pick("speed"), "command": pick("command"),
             "trajectory": pick("trajectory"), "controls": pick("controls"),
         }
+        swerved = None
         if self.synthesis is not None:
-            self._paste_things(arrays, pairs, position, clips)
-        flip = self._mirror(arrays, position) if cfg.mirror_share else None
+            swerved = self._paste_things(arrays, pairs, position, clips)["lane_change"]
+        flip = self._mirror(arrays, position, keep=swerved) if cfg.mirror_share else None
         batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
         if cfg.collision:
             batch.update(self._collision_inputs(info, fields, pairs))
@@ -390,26 +391,38 @@ class TrainLoader:
                 mirror_collision(batch, flip)
         return batch
 
-    def _paste_things(self, arrays: dict, pairs: np.ndarray, position: tuple[int, int], clips) -> None:
+    def _paste_things(self, arrays: dict, pairs: np.ndarray, position: tuple[int, int],
+                      clips) -> dict[str, np.ndarray]:
         """Synthesised road users (opendojo.train.synthesis) in a share of the batch's
         samples from bird's-eye clips, drawn with a generator seeded by the batch's place in
-        the order: the same batch always gets the same things, resumed or not."""
+        the order: the same batch always gets the same things, resumed or not. Returns
+        `synthesize`'s flags (which samples got what)."""
         from opendojo.train.occupancy import is_birds_eye
         from opendojo.train.synthesis import synthesize
 
         sim = np.array([is_birds_eye(self.rows[c]) for c in clips])
         rng = np.random.default_rng([self.cfg.seed, *position, self.rank, 0x5917])
-        synthesize(arrays, sim[pairs[:, 0]], self.cfg.synthetic_share, rng, self.synthesis,
-                   lane_changes=self.cfg.synthetic_lane_changes,
-                   near_share=self.cfg.synthetic_near_share)
+        return synthesize(arrays, sim[pairs[:, 0]], self.cfg.synthetic_share, rng, self.synthesis,
+                          lane_changes=self.cfg.synthetic_lane_changes,
+                          near_share=self.cfg.synthetic_near_share)
 
-    def _mirror(self, arrays: dict, position: tuple[int, int]) -> np.ndarray:
+    def _mirror(self, arrays: dict, position: tuple[int, int],
+                keep: np.ndarray | None = None) -> np.ndarray:
         """Flip a share of the batch's samples left-right (opendojo.train.mirror), chosen by
-        a generator seeded by the batch's place in the order; returns which (bool [B])."""
+        a generator seeded by the batch's place in the order, but never those `keep` (bool
+        [B]) marks; returns which were flipped (bool [B]).
+
+        `keep` is for the synthesised lane changes round a stopped thing: they go left
+        where both lanes beside are free (`synthesis._drive_round`), and the mirror image of
+        such a scene is one more scene with both lanes free, labelled right. Mirrored, the
+        rule became a coin toss that a regressed path averages into straight on, into
+        the thing."""
         from opendojo.train.mirror import mirror
 
         rng = np.random.default_rng([self.cfg.seed, *position, self.rank, 0x3177])
         which = rng.random(len(arrays["speed"])) < self.cfg.mirror_share
+        if keep is not None:
+            which &= ~keep
         mirror(arrays, which)
         return which
 
