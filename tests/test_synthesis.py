@@ -13,7 +13,7 @@ from opendojo.engine.quality import QualityConfig, gap_ahead
 from opendojo.label.hindsight import LabelSpec
 from opendojo.train.path import path_arc
 from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, MAX_DECEL, MOVING_MAX,
-                                      NEAR_M, braking_arc, draw_thing, pick_thing, stop_behind, synthesize)
+                                      IN_PATH_M, NEAR_M, braking_arc, draw_thing, pick_thing, stop_behind, synthesize)
 from synthutil import TIMES
 from synthutil import car as _car
 from synthutil import geo as _geo
@@ -190,6 +190,44 @@ def test_a_near_share_needs_things_pasted():
     with pytest.raises(ValidationError, match="synthetic_share > 0"):
         TrainConfig(synthetic_near_share=0.5)
 
+
+
+def test_path_jitter_spreads_the_things_in_the_path_across_it_and_keeps_them_in_the_way():
+    """With `path_jitter_m` a thing in the path sits up to that far to its side (uniformly,
+    both ways), still in the way and braked for; things a lane to the side stay there; and
+    without it every draw is the one made before the option existed."""
+    def draw(jitter: float) -> list:
+        rng = np.random.default_rng(11)
+        return [pick_thing(rng, 20.0, 60.0, 0.4, 0.3, 0.5, path_jitter_m=jitter) for _ in range(3000)]
+
+    def fields(things: list) -> list:
+        return [(t.distance_m, t.side_m, t.speed, t.size_m, t.colour.tolist()) for t in things]
+
+    rng = np.random.default_rng(11)
+    assert fields(draw(0.0)) == fields([pick_thing(rng, 20.0, 60.0, 0.4, 0.3, 0.5) for _ in range(3000)])
+    things = draw(1.0)
+    in_path = np.array([t.side_m for t in things if t.in_path])
+    aside = np.array([abs(t.side_m) for t in things if not t.in_path])
+    assert np.abs(in_path).max() <= 1.0 and in_path.std() > 0.5   # uniform on [-1, 1]: 0.58
+    assert (in_path < -0.5).mean() > 0.2 and (in_path > 0.5).mean() > 0.2
+    assert aside.min() >= 3.5 and abs(len(aside) / len(things) - 0.4) < 0.04
+    label, geo = _straight(20.0), _geo()
+    stopped = [t for t in things if t.in_path and t.speed == 0.0 and t.distance_m > 15.0]
+    assert stopped and all(stop_behind(label, 20.0, t, geo)[0] is not label for t in stopped)
+    with pytest.raises(ValueError, match="in the way"):
+        pick_thing(np.random.default_rng(0), 20.0, 60.0, 0.0, path_jitter_m=IN_PATH_M)
+
+
+def test_path_jitter_needs_things_pasted_and_stays_within_the_path():
+    from pydantic import ValidationError
+
+    from opendojo.train.config import TrainConfig
+
+    assert TrainConfig(synthetic_share=0.5, synthetic_path_jitter_m=1.0).synthetic_path_jitter_m == 1.0
+    with pytest.raises(ValidationError, match="synthetic_path_jitter_m places pasted things"):
+        TrainConfig(synthetic_path_jitter_m=1.0)
+    with pytest.raises(ValidationError, match="less than or equal to 1.5"):
+        TrainConfig(synthetic_share=0.5, synthetic_path_jitter_m=2.0)
 
 def test_a_faster_pasted_car_is_clear_of_the_ego_in_every_history_frame():
     """It was nearer in the older frames: where it starts leaves room for that."""

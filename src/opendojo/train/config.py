@@ -83,6 +83,9 @@ class TrainConfig(StageConfig):
     synthetic_near_share: float = Field(0.0, ge=0, le=1)  # share of the pasted things placed
                                       # at most synthesis.NEAR_M (20 m) ahead instead of anywhere
                                       # up to the frame's reach; 0 = uniform up to the reach
+    synthetic_path_jitter_m: float = Field(0.0, ge=0, le=1.5)  # pasted things in the path sit
+                                      # up to this far to its side (uniform), still in the
+                                      # way (synthesis.IN_PATH_M: 2 m); 0 = on its centre line
     synthetic_lane_changes: bool = False  # a pasted thing standing or slow in the path of a
                                       # car keeping its lane is driven round where the frames
                                       # show a free lane beside it (train.synthesis); needs
@@ -130,10 +133,11 @@ class TrainConfig(StageConfig):
             raise PydanticCustomError(
                 "lane_changes_need_things", "synthetic_lane_changes needs synthetic_share > 0 "
                 "and model.object_channel = true (the object channel says whether a lane is free)")
-        if self.synthetic_near_share and not self.synthetic_share:
-            raise PydanticCustomError(
-                "near_share_needs_things", "synthetic_near_share places pasted things; it needs "
-                "synthetic_share > 0")
+        for name in ("synthetic_near_share", "synthetic_path_jitter_m"):
+            if getattr(self, name) and not self.synthetic_share:
+                raise PydanticCustomError(
+                    "placing_needs_things", "{name} places pasted things; it needs "
+                    "synthetic_share > 0", {"name": name})
         if self.synthetic_lane_changes and self.command == "hindsight":
             raise PydanticCustomError(
                 "lane_changes_hindsight", "synthetic_lane_changes needs command = \"route\": the "

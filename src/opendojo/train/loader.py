@@ -79,6 +79,7 @@ class LoaderConfig:
     object_channel: bool = False  # frames carry the cost field as a 4th channel
                                   # (opendojo.train.inputs)
     synthetic_near_share: float = 0.0  # share of the pasted things placed near (synthesis.pick_thing)
+    synthetic_path_jitter_m: float = 0.0  # how far to the side of the path things in it may sit
     synthetic_lane_changes: bool = False  # standing or slow things in the path: driven round
                                   # where a lane beside is free (synthesis.synthesize)
     mirror_share: float = 0.0     # share of the samples flipped left-right, after any pasting
@@ -404,7 +405,8 @@ class TrainLoader:
         rng = np.random.default_rng([self.cfg.seed, *position, self.rank, 0x5917])
         return synthesize(arrays, sim[pairs[:, 0]], self.cfg.synthetic_share, rng, self.synthesis,
                           lane_changes=self.cfg.synthetic_lane_changes,
-                          near_share=self.cfg.synthetic_near_share)
+                          near_share=self.cfg.synthetic_near_share,
+                          path_jitter_m=self.cfg.synthetic_path_jitter_m)
 
     def _mirror(self, arrays: dict, position: tuple[int, int],
                 keep: np.ndarray | None = None) -> np.ndarray:

@@ -88,6 +88,8 @@ AHEAD_M = 15.0               # and how far beyond the thing
 NEAR_M = 20.0                # a near thing (`pick_thing`'s `near_share`) is at most this far
                              # ahead: where the demo network gave 0.17-0.28 of the braking a
                              # stopped thing needed (docs/driving.md, "Things pasted near")
+IN_PATH_M = EGO_HALF_WIDTH_M + Vehicle.WIDTH / 2   # a thing whose centre is nearer the path
+                             # than this (2 m: the car's and a car's half widths) is in the way
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,12 @@ class Thing:
     speed: float
     size_m: tuple[float, float]
     colour: np.ndarray
+
+    @property
+    def in_path(self) -> bool:
+        """Is it in the car's way (its centre within `IN_PATH_M` of the path), not a lane
+        to the side?"""
+        return abs(self.side_m) < IN_PATH_M
 
 
 def placed(traj: np.ndarray, thing: Thing) -> tuple[np.ndarray, np.ndarray]:
@@ -375,7 +383,7 @@ def clears(traj: np.ndarray, pos: np.ndarray, thing: Thing) -> bool:
 
 
 def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_share: float,
-               history_s: float = 0.0, near_share: float = 0.0) -> Thing:
+               history_s: float = 0.0, near_share: float = 0.0, path_jitter_m: float = 0.0) -> Thing:
     """A random thing for a sample at `speed`: a car or an obstacle, at most `reach_m`
     ahead; half the cars are traffic (blue) at up to `MOVING_MAX` x `speed` (slower ones
     to brake for, the rest to keep driving behind), the rest, like obstacles, stand still
@@ -383,7 +391,11 @@ def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_shar
     (3.5-4.5 m) to either side of the path. A car faster than the ego was nearer in the
     older frames (`draw_at`): it starts far enough ahead to have been clear of the ego
     `history_s` seconds ago too. The distance is uniform up to `reach_m`, or, for a share
-    `near_share` of the things, up to `NEAR_M` (`TrainConfig.synthetic_near_share`)."""
+    `near_share` of the things, up to `NEAR_M` (`TrainConfig.synthetic_near_share`).
+    A thing in the path is centred on it, or, with `path_jitter_m`, up to that far to either
+    side (`TrainConfig.synthetic_path_jitter_m`): a network shown only centred things learned
+    to brake for a blob in one column of its input, and a real obstacle half a pixel to the
+    side of it went unanswered (docs/driving.md, "Things off the centre line")."""
     size = SIZES_M[rng.integers(len(SIZES_M))]
     moving = size == SIZES_M[0] and rng.random() < 0.5
     thing_speed = float(rng.uniform(0, MOVING_MAX * speed)) if moving else 0.0
@@ -395,19 +407,23 @@ def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_shar
     # stays that of the measured networks (docs/driving.md, "Things pasted near")
     if near_share and rng.random() < near_share and near < NEAR_M:
         distance = float(rng.uniform(near, min(NEAR_M, reach_m)))
+    if not 0.0 <= path_jitter_m < IN_PATH_M:
+        raise ValueError(f"path_jitter_m must be in [0, {IN_PATH_M}) m to keep the thing in the way")
+    if path_jitter_m and side == 0.0:   # drawn only when asked: the stream stays as it was
+        side = float(rng.uniform(-path_jitter_m, path_jitter_m))
     return Thing(distance_m=distance, side_m=side, speed=thing_speed, size_m=size, colour=colour)
 
 
 def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.Generator,
                geo: Geometry, side_share: float = 0.4, lane_changes: bool = False,
-               near_share: float = 0.0) -> dict:
+               near_share: float = 0.0, path_jitter_m: float = 0.0) -> dict:
     """Paste a thing into a share of the batch's eligible samples (in place on numpy
     arrays: frames uint8 [B, T, H, W, C] (`draw_thing`), speed [B], trajectory [B, W, 2],
     controls [B, 2]); returns which samples got one, which of those got it in their path,
     which had their label cut, which had it turned into a lane change round the thing and
     which got a stopped thing in the lane their driver was leaving (bool [B] each; the last
-    two only with `lane_changes`). A share `near_share` of the things is pasted near
-    (`pick_thing`)."""
+    two only with `lane_changes`). A share `near_share` of the things is pasted near, and
+    those in the path up to `path_jitter_m` to its side (`pick_thing`)."""
     b, t_count, h = batch["frames"].shape[:3]
     if lane_changes and batch["frames"].shape[-1] != 4:
         raise ValueError("lane changes need frames with the object channel: it says whether "
@@ -416,10 +432,11 @@ def synthesize(batch: dict, eligible: np.ndarray, share: float, rng: np.random.G
     out = {k: np.zeros(b, bool) for k in ("pasted", "in_path", "braked", "lane_change", "left_behind")}
     for i in np.flatnonzero(eligible & (batch["speed"] >= MIN_SPEED) & (rng.random(b) < share)):
         v = float(batch["speed"][i])
-        thing = pick_thing(rng, v, reach, side_share, (t_count - 1) * geo.history_dt, near_share)
+        thing = pick_thing(rng, v, reach, side_share, (t_count - 1) * geo.history_dt, near_share,
+                           path_jitter_m)
         label = batch["trajectory"][i]
         out["pasted"][i] = True
-        in_path = thing.side_m == 0.0
+        in_path = thing.in_path
         keeps = lane_changes and in_path and keeps_lane(label)
         if lane_changes and in_path and not keeps:
             vacated = vacated_lane(label, thing.distance_m)

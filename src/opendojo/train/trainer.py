@@ -137,6 +137,7 @@ def make_loader(cfg: TrainConfig, rank: int = 0, world: int = 1) -> TrainLoader:
                       reaction_oversample=cfg.reaction_oversample,
                       synthetic_share=cfg.synthetic_share,
                       synthetic_near_share=cfg.synthetic_near_share,
+                      synthetic_path_jitter_m=cfg.synthetic_path_jitter_m,
                       synthetic_lane_changes=cfg.synthetic_lane_changes,
                       mirror_share=cfg.mirror_share, object_channel=cfg.model.object_channel)
     return TrainLoader(store, clips, label_spec(cfg), lc, rank=rank, world=world)
