@@ -361,10 +361,10 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
 
     run_dir = Path(run_dir)
     marker = run_dir / "bench-train.json"
+    fields = network_fields(image_size, width, object_channel, path_head, mirror, ema_decay)
     tc = TrainConfig(store=store.url, dataset=dataset, steps=steps, batch_size=batch_size,
                      lr=lr, seed=seed, checkpoint_every=max(100, steps // 8),
-                     collision_weight=collision_weight,
-                     **network_fields(image_size, width, object_channel, path_head, mirror, ema_decay))
+                     collision_weight=collision_weight, **fields)
     if marker.exists():
         from opendojo.train.checkpoint import model_config_diff, read_meta, trained_command
 
@@ -372,8 +372,11 @@ def train_run(store, dataset: str, run_dir: Path, steps: int, seed: int = 0,
         diff, _ = model_config_diff(meta, tc.policy_config().to_dict())
         if trained_command(meta) != tc.command:
             diff.append("command")
-        for k in ("collision_weight", "ema_decay"):
-            if meta.get("train", {}).get(k, 0.0) != getattr(tc, k):
+        # how the network was trained, beside its shape: a cached network trained with other
+        # pasted things, mirroring or averaging is another network (a key an older run's
+        # config lacks held its default then)
+        for k in ["collision_weight", *(k for k in fields if k != "model")]:
+            if meta.get("train", {}).get(k, TrainConfig.model_fields[k].default) != getattr(tc, k):
                 diff.append(k)
         if diff:
             raise SystemExit(f"{run_dir} holds a network of another model or training config "
