@@ -12,8 +12,9 @@ import torch
 from opendojo.engine.quality import QualityConfig, gap_ahead
 from opendojo.label.hindsight import LabelSpec
 from opendojo.train.path import path_arc
-from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, MAX_DECEL, MOVING_MAX,
-                                      IN_PATH_M, NEAR_M, braking_arc, draw_thing, pick_thing, stop_behind, synthesize)
+from opendojo.train.synthesis import (EGO_HALF_LENGTH_M, GAP_M, HEADWAY_S, IN_PATH_M, MAX_DECEL,
+                                      MOVING_MAX, NEAR_M, braking_arc, draw_thing, pick_thing,
+                                      stop_behind, synthesize)
 from synthutil import TIMES
 from synthutil import car as _car
 from synthutil import geo as _geo
@@ -191,7 +192,6 @@ def test_a_near_share_needs_things_pasted():
         TrainConfig(synthetic_near_share=0.5)
 
 
-
 def test_path_jitter_spreads_the_things_in_the_path_across_it_and_keeps_them_in_the_way():
     """With `path_jitter_m` a thing in the path sits up to that far to its side (uniformly,
     both ways), still in the way and braked for; things a lane to the side stay there; and
@@ -228,6 +228,7 @@ def test_path_jitter_needs_things_pasted_and_stays_within_the_path():
         TrainConfig(synthetic_path_jitter_m=1.0)
     with pytest.raises(ValidationError, match="less than or equal to 1.5"):
         TrainConfig(synthetic_share=0.5, synthetic_path_jitter_m=2.0)
+
 
 def test_a_faster_pasted_car_is_clear_of_the_ego_in_every_history_frame():
     """It was nearer in the older frames: where it starts leaves room for that."""

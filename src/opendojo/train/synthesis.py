@@ -394,7 +394,7 @@ def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_shar
     `near_share` of the things, up to `NEAR_M` (`TrainConfig.synthetic_near_share`).
     A thing in the path is centred on it, or, with `path_jitter_m`, up to that far to either
     side (`TrainConfig.synthetic_path_jitter_m`): a network shown only centred things learned
-    to brake for a blob in one column of its input, and a real obstacle half a pixel to the
+    to brake for a blob in one column of its input, and a real obstacle about a pixel to the
     side of it went unanswered (docs/driving.md, "Things off the centre line")."""
     size = SIZES_M[rng.integers(len(SIZES_M))]
     moving = size == SIZES_M[0] and rng.random() < 0.5
