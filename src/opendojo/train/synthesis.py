@@ -396,6 +396,8 @@ def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_shar
     side (`TrainConfig.synthetic_path_jitter_m`): a network shown only centred things learned
     to brake for a blob in one column of its input, and a real obstacle about a pixel to the
     side of it went unanswered (docs/driving.md, "Things off the centre line")."""
+    if not 0.0 <= path_jitter_m < IN_PATH_M:
+        raise ValueError(f"path_jitter_m must be in [0, {IN_PATH_M}) m to keep the thing in the way")
     size = SIZES_M[rng.integers(len(SIZES_M))]
     moving = size == SIZES_M[0] and rng.random() < 0.5
     thing_speed = float(rng.uniform(0, MOVING_MAX * speed)) if moving else 0.0
@@ -407,8 +409,6 @@ def pick_thing(rng: np.random.Generator, speed: float, reach_m: float, side_shar
     # stays that of the measured networks (docs/driving.md, "Things pasted near")
     if near_share and rng.random() < near_share and near < NEAR_M:
         distance = float(rng.uniform(near, min(NEAR_M, reach_m)))
-    if not 0.0 <= path_jitter_m < IN_PATH_M:
-        raise ValueError(f"path_jitter_m must be in [0, {IN_PATH_M}) m to keep the thing in the way")
     if path_jitter_m and side == 0.0:   # drawn only when asked: the stream stays as it was
         side = float(rng.uniform(-path_jitter_m, path_jitter_m))
     return Thing(distance_m=distance, side_m=side, speed=thing_speed, size_m=size, colour=colour)
