@@ -15,11 +15,11 @@ Two measurements, each a ratio over the same things:
   pasted_vs_raw    a car and an obstacle, alone on the road ahead of the ego at DISTANCES_M
                    and SIDES_M, drawn by highway-env (raw) and by `draw_field` at the same
                    place: the field's mass and peak, pasted over raw (medians)
-  decoded_vs_raw   FRAMES frames each of SCENARIOS' traffic (the ego idling, on seed
-                   EVAL_SEED_BASE + SEED_OFFSET), encoded and decoded as the store does:
-                   the field's mass, decoded over raw; the colour mask's pixels; and how
-                   many of the raw frames' road users (connected fills) leave no mask
-                   pixel within one pixel in the decoded ones
+  decoded_vs_raw   FRAMES frames each of SCENARIOS' traffic (the ego idling, on SEED),
+                   encoded and decoded as the store does: the field's mass, decoded over
+                   raw; the colour mask's pixels; and how many of the raw frames' road
+                   users (connected fills) leave no mask pixel within one pixel in the
+                   decoded ones
 
 Where the things are is set in the simulator, which only a diagnosis may do.
 
@@ -37,6 +37,7 @@ import numpy as np
 
 import _pool
 from _pool import log
+from opendojo.fleet.config import EVAL_SEED_BASE
 
 # -- settings -------------------------------------------------------------------------------
 INPUT_SIZE = 64                        # the demo network's input
@@ -44,13 +45,7 @@ DISTANCES_M = np.arange(12.0, 62.0, 2.5)
 SIDES_M = (0.0, 0.4, -0.7, 4.0)        # to the ego's right; 4 m is the next lane's centre
 SCENARIOS = ("highway_dense", "merge")
 FRAMES = 30
-SEED_OFFSET = 100_000                  # the seed: EVAL_SEED_BASE + this, no training clip's
-
-
-def _seed() -> int:
-    from opendojo.fleet.config import EVAL_SEED_BASE
-
-    return EVAL_SEED_BASE + SEED_OFFSET
+SEED = EVAL_SEED_BASE + 100_000       # an evaluation seed: no training clip's
 
 
 def _things_alone(kind: str) -> dict:
@@ -67,16 +62,16 @@ def _things_alone(kind: str) -> dict:
     px_per_m, ego_row = camera_geometry(camera.width, INPUT_SIZE)
     geo = Geometry(px_per_m, ego_row, 0.1, np.ones(1))
     size = SIZES_M[0] if kind == "car" else SIZES_M[1]
-    env = make_env("highway_sparse", _seed(), camera=camera)
+    env = make_env("highway_sparse", SEED, camera=camera)
     mass, peak = [], []
     try:
         base = env.unwrapped
         ego = base.vehicle
         base.road.vehicles = [ego]
+        s, r = ego.lane.local_coordinates(ego.position)
         for ahead in DISTANCES_M:
             for side in SIDES_M:
-                at = ego.position + ahead * np.array([np.cos(ego.heading), np.sin(ego.heading)]) \
-                    + side * np.array([-np.sin(ego.heading), np.cos(ego.heading)])
+                at = ego.lane.position(s + ahead, r + side)
                 thing = Vehicle(base.road, at, ego.heading, 0.0) if kind == "car" else \
                     Obstacle(base.road, at, heading=ego.heading)
                 base.road.objects = [thing]
@@ -105,7 +100,7 @@ def _codec() -> dict:
 
     frames = []
     for scenario in SCENARIOS:
-        env = make_env(scenario, _seed(), camera=Camera())
+        env = make_env(scenario, SEED, camera=Camera())
         try:
             for _ in range(FRAMES):
                 frames.append(render_ego_view(env, env.camera))
@@ -119,9 +114,9 @@ def _codec() -> dict:
     users = lost = 0
     for k in range(len(raw)):
         labels, n = ndimage.label(mask_raw[k])
-        users += n
         near = ndimage.binary_dilation(mask_dec[k])        # decoded pixels, grown by one
-        lost += sum(not near[labels == i].any() for i in range(1, n + 1))
+        users += n
+        lost += int(np.sum(ndimage.maximum(near, labels, np.arange(1, n + 1)) == 0)) if n else 0
     return {"frames": len(raw), "field_mass": float(field_dec.sum() / field_raw.sum()),
             "mask_pixels": float(mask_dec.sum() / mask_raw.sum()),
             "decoded_mask_on_raw_pixels": float((mask_dec & mask_raw).sum() / mask_dec.sum()),
