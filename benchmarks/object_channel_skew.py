@@ -3,9 +3,12 @@
 A diagnosis, not a product feature. The network's fourth input channel
 (`opendojo.train.inputs`) reaches it three ways:
 
-  raw      closed loop: `occupancy.cost_field` of the camera frame highway-env draws
-  decoded  training: the same of the clip's H.264-decoded frames (`ClipStore` encodes
-           them with `clips.video.encode_h264` at the fleet's 10 fps)
+  raw      closed loop: `occupancy.cost_field` of the camera frame highway-env draws;
+           and training, for fleet clips stored with the car's object mask of their raw
+           frames (`ClipStore.read_objects`; every fleet clip since 2026-11-24)
+  decoded  training, for clips stored without a mask: the same of the clip's
+           H.264-decoded frames (`ClipStore` encodes them with `clips.video.encode_h264`
+           at the fleet's 10 fps)
   pasted   training: `synthesis.draw_field` of a thing pasted into a sample
 
 A network can tell them apart by strength alone, and one that brakes for the pasted kind
@@ -25,7 +28,8 @@ Where the things are is set in the simulator, which only a diagnosis may do.
 
     .venv/bin/python benchmarks/object_channel_skew.py > skew.json      # ~3 s
 
-Measured results: docs/driving.md ("The pasted field drawn as the camera draws it").
+Measured results: docs/driving.md ("The pasted field drawn as the camera draws it", "Fleet
+clips carry their raw frames' object mask").
 """
 
 from __future__ import annotations
@@ -93,10 +97,9 @@ def _codec() -> dict:
     from scipy import ndimage
 
     from opendojo.clips.video import decode_rgb, encode_h264
-    from opendojo.engine.quality import object_mask
-    from opendojo.fleet.camera import Camera, render_ego_view
+    from opendojo.fleet.camera import Camera, object_pixels, render_ego_view
     from opendojo.fleet.env import make_env, step_command
-    from opendojo.train.occupancy import MIN_SATURATION, camera_cost_field
+    from opendojo.train.occupancy import camera_cost_field
 
     frames = []
     for scenario in SCENARIOS:
@@ -110,7 +113,7 @@ def _codec() -> dict:
     raw = np.stack(frames)
     decoded = decode_rgb(io.BytesIO(encode_h264(raw, 10.0)))
     field_raw, field_dec = (camera_cost_field(f, INPUT_SIZE).astype(float) for f in (raw, decoded))
-    mask_raw, mask_dec = object_mask(raw, MIN_SATURATION), object_mask(decoded, MIN_SATURATION)
+    mask_raw, mask_dec = object_pixels(raw), object_pixels(decoded)
     users = lost = 0
     for k in range(len(raw)):
         labels, n = ndimage.label(mask_raw[k])

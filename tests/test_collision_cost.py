@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from opendojo.label.hindsight import label_telemetry, LabelSpec
-from opendojo.train.occupancy import (camera_geometry, collision_cost, cost_field, densify,
-                                      ego_motion)
+from opendojo.train.occupancy import (camera_cost_field, camera_geometry, clip_cost_field,
+                                      collision_cost, cost_field, densify, ego_motion)
 
 from clipfactory import arc_telemetry
 
@@ -75,6 +75,28 @@ def test_a_clip_without_coloured_objects_has_an_empty_field():
     frames = np.full((5, 128, 128, 3), 100, np.uint8)
     frames[:, 109:116, 63:66] = (50, 200, 0)              # only the ego
     assert cost_field(frames, SIZE, 1.5, 0.875).max() == 0
+
+
+def test_a_clip_stored_with_its_object_mask_has_the_raw_frames_field(tmp_path):
+    """A fleet clip's field is what closed loop's channel would be on its raw frames; one
+    stored without a mask falls back to the decoded video, which H.264 has changed."""
+    from opendojo.clips.schema import ClipMeta
+    from opendojo.clips.store import ClipStore
+    from opendojo.fleet.camera import object_pixels
+
+    frames, _ = _stopped_car_clip(gap_m=40.0, stop_at_m=100.0, n=20)
+    frames[:, ::2, 20:22] = (40, 160, 220)          # dashes of blue a codec smears
+    meta = ClipMeta(source="sim", vehicle_id="v", driver_id="d", scenario="highway", fps=FPS)
+    store = ClipStore.create(tmp_path / "s")
+    kept = store.write_clip(frames, arc_telemetry(20), meta, objects=object_pixels(frames))
+    plain = store.write_clip(frames[::-1].copy(), arc_telemetry(20), meta)
+    store.add_to_catalog([kept, plain])
+    raw = camera_cost_field(frames, SIZE)
+    assert raw.max() == 255
+    np.testing.assert_array_equal(clip_cost_field(store, store.row(kept["clip_id"]), SIZE), raw)
+    decoded = camera_cost_field(store.read_frames(plain["clip_id"]), SIZE)
+    np.testing.assert_array_equal(clip_cost_field(store, store.row(plain["clip_id"]), SIZE), decoded)
+    assert not np.array_equal(decoded, raw[::-1])
 
 
 def test_densify_passes_through_the_waypoints_from_the_origin():

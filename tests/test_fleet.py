@@ -293,6 +293,8 @@ def test_generate_is_reproducible_and_keeps_truth_apart(tmp_path):
         assert 10 <= row["n_frames"] <= 15 and (row["width"], row["height"]) == (64, 48)
         frames = sa.read_frames(row["clip_id"])
         assert frames.shape == (row["n_frames"], 48, 64, 3) and frames.mean() > 20
+        # the car sends its camera's object mask of the raw frames with the clip
+        assert sa.read_objects(row["clip_id"]).shape == frames.shape[:3]
     truth = sa.sim_truth().to_pylist()
     assert {t["clip_id"] for t in truth} == sa.clip_ids() and len(truth) == 3
     assert all(t["driver_profile"] in profiles for t in truth)

@@ -24,6 +24,22 @@ def test_put_read_round_trip(tmp_path):
     assert np.abs(decoded.astype(int) - frames).mean() < 6
 
 
+def test_an_object_mask_is_kept_losslessly_beside_the_video(tmp_path):
+    store = ClipStore.create(tmp_path / "s")
+    frames = moving_frames(20, 36)                     # 36 px: not a whole number of bytes
+    objects = np.random.default_rng(0).random((20, 36, 36)) < 0.05
+    row = store.write_clip(frames, arc_telemetry(20), META, objects=objects)
+    store.add_to_catalog([row])
+    assert store.has_objects(row["clip_id"])
+    np.testing.assert_array_equal(store.read_objects(row["clip_id"]), objects)
+    plain, _ = store.put(moving_frames(20, 36, seed=1), arc_telemetry(20), META)
+    assert not store.has_objects(plain) and store.read_objects(plain) is None
+    other = moving_frames(20, 36, seed=2)
+    with pytest.raises(ValueError, match="object mask"):
+        store.write_clip(other, arc_telemetry(20), META, objects=objects[:, :, :32])
+    assert len(list((tmp_path / "s" / "clips").iterdir())) == 2   # the refused clip wrote nothing
+
+
 def test_frames_at_indices_match_full_decode(tmp_path):
     store = ClipStore.create(tmp_path / "s")
     cid, _ = store.put(moving_frames(40, 32), arc_telemetry(40), META)

@@ -5,6 +5,8 @@ also open, e.g. ``s3://bucket/fleet``):
 
     clips/<clip_id>/video.mp4          H.264
     clips/<clip_id>/telemetry.parquet  one row per frame (`opendojo.clips.schema`)
+    clips/<clip_id>/objects.npz        simulated fleet clips only: the camera's object mask
+                                       of its raw frames, lossless (`ClipStore.read_objects`)
     catalog.lance                      one row per clip; more columns are added by later stages
     simtruth.lance                     simulator ground truth: evaluation only
     quarantine.jsonl                   inputs that were refused, with the reason
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 CATALOG = "catalog.lance"
 SIM_TRUTH = "simtruth.lance"
 QUARANTINE = "quarantine.jsonl"
+OBJECTS = "objects.npz"
 SIM_TRUTH_SCHEMA = pa.schema([
     ("clip_id", pa.string()),
     ("driver_profile", pa.string()),
@@ -99,17 +102,22 @@ class ClipStore:
         return f"{self.url}/{name}"
 
     # -- writing ---------------------------------------------------------------------------
-    def write_clip(self, frames: np.ndarray, telemetry: pa.Table | dict, meta: ClipMeta) -> dict:
+    def write_clip(self, frames: np.ndarray, telemetry: pa.Table | dict, meta: ClipMeta,
+                   objects: np.ndarray | None = None) -> dict:
         """Encode and store one clip's files atomically; return its catalog row.
 
-        Safe to call from many worker processes at once. Does not touch the catalog: pass
-        the returned rows to `add_to_catalog`. Storing a clip that is already stored writes
-        nothing and returns the same row.
+        `objects`: the car's object mask of the raw frames, bool [N, H, W]
+        (`opendojo.fleet.camera.object_pixels`), kept losslessly beside the video, where
+        H.264 would smear a one-pixel fill's colour. Safe to call from many worker processes
+        at once. Does not touch the catalog: pass the returned rows to `add_to_catalog`.
+        Storing a clip that is already stored writes nothing and returns the same row.
         """
         if isinstance(telemetry, dict):
             telemetry = telemetry_table(telemetry)
         if telemetry.num_rows != len(frames):
             raise ValueError(f"{telemetry.num_rows} telemetry rows for {len(frames)} frames")
+        if objects is not None and objects.shape != frames.shape[:3]:
+            raise ValueError(f"an object mask of shape {objects.shape} for frames of {frames.shape[:3]}")
         clip_id = clip_id_for(frames, telemetry)
         final = self._p("clips", clip_id)
         if not self.fs.exists(posixpath.join(final, "telemetry.parquet")):
@@ -122,6 +130,12 @@ class ClipStore:
             pq.write_table(telemetry, buf, compression="zstd")
             with self.fs.open(posixpath.join(tmp, "telemetry.parquet"), "wb") as f:
                 f.write(buf.getvalue())
+            if objects is not None:
+                buf = io.BytesIO()
+                np.savez_compressed(buf, packed=np.packbits(objects.astype(bool), axis=-1),
+                                    width=np.int64(objects.shape[-1]))
+                with self.fs.open(posixpath.join(tmp, OBJECTS), "wb") as f:
+                    f.write(buf.getvalue())
             try:
                 self.fs.mv(tmp, final, recursive=True)
             except (FileExistsError, OSError):
@@ -266,6 +280,19 @@ class ClipStore:
         if "file" in self.fs.protocol or self.fs.protocol == "local":
             return path
         return self.fs.open(path, "rb")
+
+    def has_objects(self, clip_id: str) -> bool:
+        """Was the clip stored with the car's object mask (`write_clip`'s `objects`)?"""
+        return self.fs.exists(self._p("clips", clip_id, OBJECTS))
+
+    def read_objects(self, clip_id: str) -> np.ndarray | None:
+        """The car's object mask of the clip's raw frames, bool [N, H, W]; None for a clip
+        stored without one (imported video, synthetic clips, stores from before)."""
+        try:
+            with self.fs.open(self._p("clips", clip_id, OBJECTS), "rb") as f, np.load(f) as z:
+                return np.unpackbits(z["packed"], axis=-1, count=int(z["width"])).astype(bool)
+        except FileNotFoundError:
+            return None
 
     def read_frames(self, clip_id: str, indices: Sequence[int] | None = None,
                     row: dict | None = None) -> np.ndarray:

@@ -12,8 +12,9 @@
   step's command difference is logged.
 
 The safety driver judges from the road as a person in the seat would (the car ahead,
-its speed); what is *recorded* is only what a car sends: camera frames, telemetry (the
-commands actually applied), and the network's own outputs.
+its speed); what is *recorded* is only what a car sends: camera frames, the camera's
+object mask of them, telemetry (the commands actually applied), and the network's own
+outputs.
 
 `fleet_drive(store, checkpoint, mode, episodes)` drives several episodes on seeds from
 `ONLINE_SEED_BASE` (below the closed-loop evaluation range), a share `rare_event_rate` of
@@ -39,6 +40,7 @@ from opendojo import code_version
 from opendojo.engine import tables
 from opendojo.errors import DojoError
 
+from opendojo.fleet.camera import object_pixels
 from opendojo.fleet.config import ONLINE_SEED_BASE, RARE_EVENT_RATE  # seed ranges: see opendojo.fleet.config
 
 DISENGAGEMENT_SCHEMA = pa.schema([
@@ -205,7 +207,7 @@ def fleet_drive(store, checkpoint: str | Path, mode: str = "safety", episodes: i
         driver = "safety-driver" if mode == "safety" else f"shadow-{profile}"
         meta = ClipMeta(source="sim", vehicle_id=f"{mode}-car", driver_id=driver, scenario=scen,
                         route=ep.route, seed=s)
-        row = store.write_clip(ep.frames, ep.telemetry, meta)
+        row = store.write_clip(ep.frames, ep.telemetry, meta, objects=object_pixels(ep.frames))
         rows.append(row)
         if mode == "safety":
             dis_rows.append({"clip_id": row["clip_id"], "checkpoint": ckpt, "scenario": scen,

@@ -20,6 +20,19 @@ from functools import cached_property
 
 import numpy as np
 
+# Car fills lose colour to H.264's chroma subsampling: at the fleet camera's 1.5 px/m a
+# car's 2 px wide fill keeps a saturation of 30-90; road, markings and outlines stay under 25.
+MIN_OBJECT_SATURATION = 30
+
+
+def object_pixels(frames: np.ndarray) -> np.ndarray:
+    """The camera's object mask: the pixels of road users and objects (saturated colours) in
+    its frames, uint8 [N, H, W, 3] -> bool [N, H, W]. The car computes it from its own raw
+    frames (closed loop's object channel, and the mask a fleet car sends with a clip)."""
+    from opendojo.engine.quality import object_mask
+
+    return object_mask(frames, MIN_OBJECT_SATURATION)
+
 
 @dataclass(frozen=True)
 class Camera:

@@ -97,7 +97,7 @@ def _work(task) -> tuple[dict, dict, float]:
 
     t0 = time.perf_counter()
     clip = record_clip(task, _WORKER["config"])
-    row = _WORKER["store"].write_clip(clip.frames, clip.telemetry, clip.meta)
+    row = _WORKER["store"].write_clip(clip.frames, clip.telemetry, clip.meta, objects=clip.objects)
     truth = {"clip_id": row["clip_id"], **clip.truth}
     return row, truth, time.perf_counter() - t0
 

@@ -1,7 +1,8 @@
 """Record one simulated clip: a driver drives one episode, the camera films it.
 
 `record_clip(task, config)` returns the frames, the telemetry a real car would send, the
-clip's catalog metadata, and the simulator's ground truth (driver profile, rare event,
+camera's object mask of the raw frames (which the car sends with the clip), the clip's
+catalog metadata, and the simulator's ground truth (driver profile, rare event,
 other road users), which goes to the sim-truth table only.
 
 Per frame i (t = i / fps): the camera frame and the ego's state are taken, then the
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from opendojo.clips.schema import ClipMeta
-from opendojo.fleet.camera import render_ego_view
+from opendojo.fleet.camera import object_pixels, render_ego_view
 from opendojo.fleet.config import FleetConfig
 from opendojo.fleet.drivers import PROFILES, Driver
 from opendojo.fleet.env import end_of_road, ego_state, make_env, others_state, step_command
@@ -50,6 +51,7 @@ class RecordedClip:
     telemetry: dict                    # column -> array (opendojo.clips.schema)
     meta: ClipMeta
     truth: dict = field(default_factory=dict)
+    objects: np.ndarray | None = None  # bool [T, H, W]: `object_pixels` of the raw frames
 
 
 def drive(env, driver: Driver, n_frames: int, camera, record_others: bool = True):
@@ -114,4 +116,4 @@ def record_clip(task: ClipTask, config: FleetConfig) -> RecordedClip:
         env.close()
     meta = ClipMeta(source="sim", vehicle_id=task.vehicle_id, driver_id=task.driver_id,
                     scenario=task.scenario, route=route, seed=task.seed, fps=config.fps)
-    return RecordedClip(frames, telemetry, meta, truth)
+    return RecordedClip(frames, telemetry, meta, truth, object_pixels(frames))

@@ -9,11 +9,17 @@ collision cost says *why* the driven future bent: driving straight on runs into 
 in the frames that follow.
 
 Per frame, a cost field (`clip_cost_field`): 1 on the pixels of other road users and
-objects (`opendojo.engine.quality.object_mask` of the full-resolution frame; the ego's own
-box cleared), falling linearly to 0 at an ellipse around them with the ego's half length
-plus a margin ahead and behind and its half width plus a margin to the sides; so it is 0
-wherever the ego's centre can be without its box touching anything. Kept beside the frame
-cache (`<store>/cache/costfield-<S>-v1/`), uint8 at the network's input size.
+objects (the camera's object mask, `opendojo.fleet.camera.object_pixels`, of the
+full-resolution frame; the ego's own box cleared), falling linearly to 0 at an ellipse
+around them with the ego's half length plus a margin ahead and behind and its half width
+plus a margin to the sides; so it is 0 wherever the ego's centre can be without its box
+touching anything. A fleet clip carries the mask of its raw frames
+(`ClipStore.read_objects`), so training reads what closed loop sees; only clips stored
+without one take it from the decoded video, where H.264 smears a one-pixel fill over
+about twice the pixels and loses about a sixth of the road users
+(`benchmarks/object_channel_skew.py`). Kept beside the frame cache
+(`<store>/cache/objectfield-<S>-v1/` from the mask, `costfield-<S>-v1/` from the video),
+uint8 at the network's input size.
 
 For a sample at frame i, the predicted waypoints are joined into a path sampled at every
 later frame j = i+1 .. i+horizon (joined linearly from the ego's position). Telemetry says
@@ -45,11 +51,9 @@ from opendojo.label.hindsight import to_ego_frame
 EGO_HALF_LENGTH_M = 2.5
 EGO_HALF_WIDTH_M = 1.0
 MARGIN_M = 0.5
-# Car fills lose colour to H.264's chroma subsampling: at the fleet camera's 1.5 px/m a
-# car's 2 px wide fill keeps a saturation of 30-90; road, markings and outlines stay under 25.
-MIN_SATURATION = 30
 BIRDS_EYE_SOURCES = ("sim",)
-COST_FIELD_CACHE = "costfield"   # cache kind: <store>/cache/costfield-<S>-v1/
+COST_FIELD_CACHE = "costfield"       # from decoded video: <store>/cache/costfield-<S>-v1/
+OBJECT_FIELD_CACHE = "objectfield"   # from the clip's object mask: objectfield-<S>-v1/
 
 
 def is_birds_eye(row: dict) -> bool:
@@ -69,12 +73,17 @@ def camera_geometry(clip_width: int, image_size: int) -> tuple[float, float]:
 def cost_field(frames: np.ndarray, size: int, px_per_m: float, ego_row: float) -> np.ndarray:
     """Full-resolution uint8 frames [N, H, W, 3] at `px_per_m` -> uint8 [N, size, size]:
     255 on other road users, falling to 0 where the ego's box would just clear them."""
+    from opendojo.fleet.camera import object_pixels
+
+    return mask_cost_field(object_pixels(frames), size, px_per_m, ego_row)
+
+
+def mask_cost_field(objects: np.ndarray, size: int, px_per_m: float, ego_row: float) -> np.ndarray:
+    """`cost_field` of the frames' object mask, bool [N, H, W] at `px_per_m`."""
     from scipy.ndimage import distance_transform_edt
 
-    from opendojo.engine.quality import object_mask
-
-    n, h, w = frames.shape[:3]
-    occ = object_mask(frames, MIN_SATURATION)
+    n, h, w = objects.shape
+    occ = objects.copy()
     r0, c0 = ego_row * h, w / 2
     dr, dc = EGO_HALF_LENGTH_M * px_per_m + 1, EGO_HALF_WIDTH_M * px_per_m + 1
     occ[:, max(0, math.floor(r0 - dr)):math.ceil(r0 + dr),
@@ -92,20 +101,29 @@ def cost_field(frames: np.ndarray, size: int, px_per_m: float, ego_row: float) -
 
 def camera_cost_field(frames: np.ndarray, size: int) -> np.ndarray:
     """`cost_field` of fleet-camera frames [N, H, W, 3] at their full resolution (the scale
-    follows from their width): what a stored clip's field and closed loop's channel are."""
+    follows from their width): closed loop's channel, and a stored clip's field where the
+    clip has no object mask."""
     width = frames.shape[2]
     return cost_field(frames, size, *camera_geometry(width, width))
 
 
 def clip_cost_field(store, row: dict, size: int, frames: np.ndarray | None = None) -> np.ndarray:
     """uint8 [N, size, size] for a catalog row's clip (cached; all 0 for clips that are not
-    bird's-eye simulator video). `frames`: the clip's decoded frames where the caller has
-    them, so that a field not cached yet does not decode the clip a second time."""
+    bird's-eye simulator video): from the clip's object mask where it has one, else from its
+    decoded frames. `frames`: those decoded frames where the caller has them, so that a
+    field not cached yet does not decode the clip a second time."""
     from opendojo.clips.frame_cache import cache_dir, cached_array
 
     n = int(row["n_frames"])
     if not is_birds_eye(row):
         return np.zeros((n, size, size), np.uint8)
+    if store.has_objects(row["clip_id"]):
+        def from_mask():
+            objects = store.read_objects(row["clip_id"])
+            width = objects.shape[2]
+            return mask_cost_field(objects, size, *camera_geometry(width, width))
+
+        return cached_array(cache_dir(store, size, OBJECT_FIELD_CACHE) / f"{row['clip_id']}.npy", from_mask)
 
     def compute():
         return camera_cost_field(store.read_frames(row["clip_id"], row=row) if frames is None else frames, size)
