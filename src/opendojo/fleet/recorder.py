@@ -49,9 +49,9 @@ class ClipTask:
 class RecordedClip:
     frames: np.ndarray                 # uint8 [T, H, W, 3]
     telemetry: dict                    # column -> array (opendojo.clips.schema)
+    objects: np.ndarray                # bool [T, H, W]: `object_pixels` of the raw frames
     meta: ClipMeta
     truth: dict = field(default_factory=dict)
-    objects: np.ndarray | None = None  # bool [T, H, W]: `object_pixels` of the raw frames
 
 
 def drive(env, driver: Driver, n_frames: int, camera, record_others: bool = True):
@@ -116,4 +116,4 @@ def record_clip(task: ClipTask, config: FleetConfig) -> RecordedClip:
         env.close()
     meta = ClipMeta(source="sim", vehicle_id=task.vehicle_id, driver_id=task.driver_id,
                     scenario=task.scenario, route=route, seed=task.seed, fps=config.fps)
-    return RecordedClip(frames, telemetry, meta, truth, object_pixels(frames))
+    return RecordedClip(frames, telemetry, object_pixels(frames), meta, truth)
