@@ -230,8 +230,9 @@ def read_arm(name: str, key: str, a) -> dict:
         log(f"{name} seed {seed}: " + ", ".join(f"{s} {row[s]:.3f}" for s in SUITES)
             + f", {row['collisions']} collisions")
         per_seed.append(row)
-    return {"key": key, "train": read_json(root / "arm.json")["train"], "episodes": episodes,
-            "per_seed": per_seed}
+    arm = read_json(root / "arm.json")
+    return {"key": key, "train": arm["train"], "code_version": arm["code_version"],
+            "sources": arm["sources"], "episodes": episodes, "per_seed": per_seed}
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -337,7 +338,8 @@ def settings(a) -> dict:
 
 
 def arm_result(arm: dict) -> dict:
-    return {"key": arm["key"], "per_seed": arm["per_seed"], **arm_figures(arm["episodes"])}
+    return {"key": arm["key"], "code_version": arm["code_version"], "sources": arm["sources"],
+            "per_seed": arm["per_seed"], **arm_figures(arm["episodes"])}
 
 
 if __name__ == "__main__":
