@@ -75,3 +75,33 @@ def test_road_tiles_follow_a_new_episode():
         assert (fast == slow).all(-1).mean() >= 0.999
     finally:
         env.close()
+
+
+def test_the_camera_sees_a_pedestrian_where_it_walks():
+    """A pedestrian is in the camera's object mask, at its place in the frame, on every frame
+    as it walks towards the lane: highway-env alone draws it as one dark outline pixel,
+    which the mask (saturated colours) never finds."""
+    from opendojo.fleet.camera import object_pixels, render_ego_view
+    from opendojo.fleet.env import make_env, step_command
+    from opendojo.fleet.objects import Pedestrian
+
+    env = make_env("intersection", seed=5, rare_event="pedestrian")
+    try:
+        cam, ego = env.camera, env.vehicle
+        (ped,) = [v for v in env.road.vehicles if isinstance(v, Pedestrian)]
+        seen = 0
+        for i in range(30):
+            d = ped.position - ego.position
+            c, s = np.cos(ego.heading), np.sin(ego.heading)
+            ahead, right = d[0] * c + d[1] * s, -d[0] * s + d[1] * c
+            row = cam.ego_row * cam.height - ahead * cam.scaling
+            col = cam.width / 2 + right * cam.scaling
+            mask = object_pixels(render_ego_view(env, cam)[None])[0]
+            if 2 <= row < cam.height - 2:
+                near = mask[int(row) - 2:int(row) + 3, int(col) - 2:int(col) + 3]
+                assert near.sum() >= 2, f"frame {i}: the pedestrian {ahead:.0f} m ahead is not seen"
+                seen += 1
+            step_command(env, 0.0, 0.0)
+        assert seen >= 10
+    finally:
+        env.close()
