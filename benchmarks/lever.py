@@ -7,12 +7,16 @@ SEEDS training seeds on the base's store and dataset. Each network drives both h
 suites (test and validation, EPISODES_PER_ITEM episodes per scenario and rare event; 30
 episodes each at the demo's 2) with `opendojo.evaluate.closed_loop.evaluate_suite`. The
 variant's driving score is then paired with the base's episode by episode (same training
-seed, suite and simulator seed) with a 95% bootstrap CI.
+seed, suite and simulator seed); the mean difference gets a 95% t interval over the
+training seeds (each seed's mean paired difference one value), and, beside it, the
+episode-paired bootstrap CI, which holds the trained networks fixed and so is too narrow
+for a question about a config: two trainings of one config differ by about as much as two
+configs do.
 
 On 2 cores one seed of one arm takes about 4 minutes (training ~190 s at 3,200 steps, the
 two suites ~60 s), so a five-seed comparison about 40 minutes, or 20 when the base arm is
 cached. Noise to expect: a five-seed mean moves by about +-0.025 between configs that do
-not differ, which is why the paired CI is the figure to read.
+not differ; the interval over seeds is about that wide.
 
 Arms are cached under DATA_DIR/lever/<key>/seed<S>/, the key a hash of the training config
 (the seed aside) and of the opendojo sources imported, so the base arm is trained once for
@@ -30,10 +34,10 @@ that cached arm.
     .venv/bin/python benchmarks/lever.py --smoke --set mirror_share=0   # 20 steps, 1 seed, 1 episode
 
 Prints one JSON object on stdout (progress on stderr): per arm the per-seed scores, the
-mean score, collisions and collisions per km; the paired difference variant - base with its
-CI; the stopped things (obstacle and stalled-vehicle episodes: score, and how many were
-passed, i.e. ended without a collision past 0.6 of the route); and the mean score and
-collisions per suite item.
+mean score, collisions and collisions per km; the difference variant - base with its
+interval over seeds and its episode-paired CI; the stopped things (obstacle and
+stalled-vehicle episodes: score, and how many were passed, i.e. ended without a collision
+past 0.6 of the route); and the mean score and collisions per suite item.
 """
 
 from __future__ import annotations
@@ -256,9 +260,29 @@ def stopped_things(episodes: list[dict]) -> dict:
             if eps else None, "collisions": sum(1 for e in eps if e["collision"]), "passed": passed}
 
 
+def seed_interval(diffs: list[float], confidence: float = 0.95) -> dict:
+    """Mean of the per-seed differences and its t interval, the training seeds the units.
+
+    Two trainings of one config on two seeds differ by about as much as two configs do
+    (chaotic training: one changed clip moves every later batch), which the episode-paired
+    interval does not see: it holds the trained networks fixed. So this is the interval to
+    read; with one seed there is none."""
+    import numpy as np
+    from scipy import stats
+
+    d = np.asarray(diffs, dtype=float)
+    out = {"mean": round(float(d.mean()), 4), "per_seed": [round(float(x), 4) for x in d],
+           "ci": None}
+    if len(d) >= 2:
+        half = stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        out["ci"] = [round(float(d.mean() - half), 4), round(float(d.mean() + half), 4)]
+    return out
+
+
 def compare(base: list[dict], variant: list[dict]) -> dict:
-    """Variant - base on the episodes both drove: paired mean with a 95% bootstrap CI, the
-    stopped things, and per suite item mean scores and collisions."""
+    """Variant - base on the episodes both drove: the mean difference with a t interval over
+    the training seeds (`seed_interval`, the one to read) and the episode-paired bootstrap
+    CI, the stopped things, and per suite item mean scores and collisions."""
     import numpy as np
 
     from opendojo.evaluate.scoring import mean_ci
@@ -269,6 +293,10 @@ def compare(base: list[dict], variant: list[dict]) -> dict:
     if not keys:
         raise SystemExit("the two arms share no episode to pair (different seeds or suites?)")
     m, lo, hi = mean_ci([v[k]["score"] - b[k]["score"] for k in keys])
+    by_seed: dict[int, list[float]] = {}
+    for k in keys:
+        by_seed.setdefault(k[0], []).append(v[k]["score"] - b[k]["score"])
+    seed_diffs = [float(np.mean(d)) for _, d in sorted(by_seed.items())]
     both_b, both_v = [b[k] for k in keys], [v[k] for k in keys]
     items: dict[str, dict] = {}
     for k in keys:
@@ -279,6 +307,7 @@ def compare(base: list[dict], variant: list[dict]) -> dict:
                                     sum(1 for k in ks if v[k]["collision"])]}
                 for it, ks in sorted(items.items())}
     return {"paired": {"mean": round(m, 4), "ci": [round(lo, 4), round(hi, 4)], "pairs": len(keys)},
+            "seeds": seed_interval(seed_diffs),
             "stopped_things": {"base": stopped_things(both_b), "variant": stopped_things(both_v)},
             "per_item": per_item}
 
@@ -323,10 +352,11 @@ def main(argv=None) -> None:
                   "base": arm_result(base), "variant": arm_result(variant),
                   **compare(base["episodes"], variant["episodes"]),
                   "seconds": round(time.perf_counter() - t0, 1)}
-        p = result["paired"]
-        log(f"variant - base: {p['mean']:+.3f} ({p['ci'][0]:+.3f} to {p['ci'][1]:+.3f}), "
-            f"{p['pairs']} pairs; collisions {result['base']['collisions']} -> "
-            f"{result['variant']['collisions']}")
+        p, sd = result["paired"], result["seeds"]
+        over_seeds = f"{sd['ci'][0]:+.3f} to {sd['ci'][1]:+.3f}" if sd["ci"] else "one seed: no interval"
+        log(f"variant - base: {sd['mean']:+.3f} ({over_seeds} over {len(sd['per_seed'])} seeds; "
+            f"episode-paired {p['ci'][0]:+.3f} to {p['ci'][1]:+.3f}, {p['pairs']} pairs); "
+            f"collisions {result['base']['collisions']} -> {result['variant']['collisions']}")
         emit(result)
 
 

@@ -85,6 +85,15 @@ def test_compare_pairs_the_same_episodes_and_counts_passed_stopped_things(lever)
     assert out["stopped_things"]["base"] == {"episodes": 1, "score": 0.2, "collisions": 1, "passed": 0}
     assert out["stopped_things"]["variant"]["passed"] == 1
     assert out["per_item"]["highway_dense/obstacle"]["collisions"] == [1, 0]
+    # over the training seeds: seed 0's mean difference holds the passed obstacle, seed 1's not
+    per_seed = [np.mean([0.1] * 12 + [0.7]), 0.1]
+    assert out["seeds"]["per_seed"] == pytest.approx(per_seed, abs=1e-4)
+    assert out["seeds"]["mean"] == pytest.approx(np.mean(per_seed), abs=1e-4)
+    lo, hi = out["seeds"]["ci"]
+    assert lo < out["seeds"]["mean"] < hi
+    # two seeds are two values: far wider than the 25 episode pairs make it
+    assert hi - lo > 5 * (out["paired"]["ci"][1] - out["paired"]["ci"][0])
+    assert lever.seed_interval([0.02])["ci"] is None
     figures = lever.arm_figures(variant)
     assert figures["episodes"] == 26 and figures["collisions"] == 0
     assert figures["km"] == pytest.approx(26 * 0.2)
