@@ -220,7 +220,7 @@ def read_arm(name: str, key: str, a) -> dict:
         raise SystemExit(f"{name}: no arm {key} under {root.parent}")
     episodes, per_seed = [], []
     for seed in a.seeds:
-        row = {"seed": seed}
+        row, collisions = {"seed": seed}, 0
         for suite_name in SUITES:
             out = suite_file(root / f"seed{seed}", suite_name, a)
             if not out.exists():
@@ -230,7 +230,8 @@ def read_arm(name: str, key: str, a) -> dict:
                    for e in read_json(out)["episodes"] if e["driver"] == "network"]
             episodes += eps
             row[suite_name] = round(sum(e["score"] for e in eps) / len(eps), 4)
-        row["collisions"] = sum(1 for e in episodes if e["train_seed"] == seed and e["collision"])
+            collisions += sum(1 for e in eps if e["collision"])
+        row["collisions"] = collisions
         log(f"{name} seed {seed}: " + ", ".join(f"{s} {row[s]:.3f}" for s in SUITES)
             + f", {row['collisions']} collisions")
         per_seed.append(row)
@@ -252,12 +253,12 @@ def arm_figures(episodes: list[dict]) -> dict:
 
 
 def stopped_things(episodes: list[dict]) -> dict:
-    import numpy as np
-
+    """`_pool.group_summary` of the stopped-thing episodes, and how many were passed."""
     eps = [e for e in episodes if e["rare_event"] in STOPPED_THINGS]
+    if not eps:
+        return {"episodes": 0, "score": None, "collisions": 0, "passed": 0}
     passed = sum(1 for e in eps if not e["collision"] and e["route_completion"] > PASSED_COMPLETION)
-    return {"episodes": len(eps), "score": round(float(np.mean([e["score"] for e in eps])), 4)
-            if eps else None, "collisions": sum(1 for e in eps if e["collision"]), "passed": passed}
+    return {**_pool.group_summary(eps), "passed": passed}
 
 
 def seed_interval(diffs: list[float], confidence: float = 0.95) -> dict:
